@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Inferers of monai_tonno."""
 
+from monai_tonno.inferers.slice_sampling import SliceSamplingInferer
 from monai_tonno.inferers.tomographic import TomographicInferer
 
-__all__ = ["TomographicInferer"]
+__all__ = ["SliceSamplingInferer", "TomographicInferer"]

@@ -1,0 +1,188 @@
+# Copyright (c) monai_tonno contributors
+# SPDX-License-Identifier: Apache-2.0
+"""Datalists with volume-level labels from the folder layouts of public datasets, and a patient-level split.
+
+Each item is a dictionary for MONAI datasets: ``image`` (one path, or a list of paths to stack as channels),
+``label`` (0 or 1, the volume label), ``mask`` (ground-truth segmentation path, for evaluation only, when the
+dataset has one) and ``patient``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from tqdm.auto import tqdm
+
+__all__ = ["autopet_datalist", "mosmed_datalist", "require_file", "select_items", "split_by_patient"]
+
+logger = logging.getLogger(__name__)
+
+AUTOPET_FOLDER = "FDG-PET-CT-Lesions"
+AUTOPET_FILES = ("SUV.nii.gz", "CTres.nii.gz", "SEG.nii.gz")
+MOSMED_CATEGORIES = ("CT-0", "CT-1", "CT-2", "CT-3", "CT-4")
+
+
+def _require_dir(path: str | Path, what: str) -> Path:
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"{what} folder {str(path)!r} does not exist.")
+    return path
+
+
+def _mask_is_nonempty(path: Path) -> bool:
+    try:
+        return bool(np.asarray(nib.load(str(path)).dataobj).any())
+    except Exception as error:
+        raise ValueError(f"could not read the segmentation {str(path)!r}: {error}") from error
+
+
+def autopet_datalist(
+    dataset_dir: str | Path, label_cache: str | Path | None = None, progress: bool = True
+) -> list[dict]:
+    """Studies of AutoPET-II: ``FDG-PET-CT-Lesions/<patient>/<study>/{SUV,CTres,SEG}.nii.gz``.
+
+    The label of a study is 1 when its segmentation ``SEG.nii.gz`` is non-empty. Reading a thousand masks takes
+    minutes, so the labels can be cached in ``label_cache`` (a JSON file, written on first use).
+
+    Args:
+        dataset_dir: the folder that holds ``FDG-PET-CT-Lesions`` (or that folder itself).
+        label_cache: optional JSON file of ``{study path: label}``.
+        progress: show a progress bar while reading masks.
+
+    Returns:
+        items with ``image`` = ``[SUV, CTres]`` (two channels), ``label``, ``mask``, ``patient``, ``study``.
+    """
+    root = _require_dir(dataset_dir, "AutoPET")
+    if (root / AUTOPET_FOLDER).is_dir():
+        root = root / AUTOPET_FOLDER
+    studies = sorted(p for p in root.glob("*/*") if p.is_dir())
+    if not studies:
+        raise ValueError(
+            f"{str(dataset_dir)!r} does not look like AutoPET-II: expected "
+            f"{AUTOPET_FOLDER}/<patient>/<study>/{{{','.join(AUTOPET_FILES)}}}."
+        )
+    cache_path = Path(label_cache) if label_cache else None
+    cache = json.loads(cache_path.read_text()) if cache_path and cache_path.is_file() else {}
+    items, skipped = [], []
+    for study in tqdm(studies, desc="reading AutoPET labels", disable=not progress or len(cache) >= len(studies)):
+        missing = [name for name in AUTOPET_FILES if not (study / name).is_file()]
+        if missing:
+            skipped.append(f"{study.parent.name}/{study.name} (missing {', '.join(missing)})")
+            continue
+        key = str(study)
+        if key not in cache:
+            cache[key] = int(_mask_is_nonempty(study / "SEG.nii.gz"))
+        items.append(
+            {
+                "image": [str(study / "SUV.nii.gz"), str(study / "CTres.nii.gz")],
+                "label": cache[key],
+                "mask": str(study / "SEG.nii.gz"),
+                "patient": study.parent.name,
+                "study": study.name,
+            }
+        )
+    if skipped:
+        logger.warning("skipped %d AutoPET studies with missing files: %s", len(skipped), "; ".join(skipped))
+    if not items:
+        raise ValueError(f"no complete AutoPET study under {str(dataset_dir)!r}; every study lacked files.")
+    if cache_path:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        cache_path.write_text(json.dumps(cache, indent=1))
+    return items
+
+
+def mosmed_datalist(dataset_dir: str | Path) -> list[dict]:
+    """Studies of MosMedData COVID-19: ``studies/CT-0 .. CT-4/*.nii.gz``; CT-0 is negative, CT-1 to CT-4 positive.
+
+    Masks ``masks/<study>_mask.nii.gz`` are attached where present (50 studies of CT-1 in the release).
+
+    Args:
+        dataset_dir: the folder that holds ``studies`` (and ``masks``).
+
+    Returns:
+        items with ``image``, ``label``, ``mask`` (or ``None``), ``patient``, ``category``.
+    """
+    root = _require_dir(dataset_dir, "MosMedData")
+    studies_dir = root / "studies"
+    categories = [c for c in MOSMED_CATEGORIES if (studies_dir / c).is_dir()]
+    if not categories:
+        raise ValueError(
+            f"{str(dataset_dir)!r} does not look like MosMedData: expected studies/CT-0 .. studies/CT-4 "
+            "holding .nii.gz files."
+        )
+    items = []
+    for category in categories:
+        for path in sorted((studies_dir / category).glob("*.nii.gz")):
+            patient = path.name.removesuffix(".nii.gz")
+            mask = root / "masks" / f"{patient}_mask.nii.gz"
+            items.append(
+                {
+                    "image": str(path),
+                    "label": int(category != "CT-0"),
+                    "mask": str(mask) if mask.is_file() else None,
+                    "patient": patient,
+                    "category": category,
+                }
+            )
+    if not items:
+        raise ValueError(f"no .nii.gz study under {str(studies_dir)!r}/CT-*.")
+    return items
+
+
+def split_by_patient(
+    items: Sequence[dict], val_fraction: float = 0.2, seed: int = 0, stratify: bool = True
+) -> tuple[list[dict], list[dict]]:
+    """Split a datalist into training and validation sets with no patient in both.
+
+    Args:
+        items: datalist items with ``patient`` and ``label``.
+        val_fraction: share of patients for validation (at least one patient each side).
+        seed: seed of the shuffle.
+        stratify: split positive and negative patients separately so both sets keep the label balance.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
+    patients: dict[str, int] = {}
+    for item in items:
+        patients[item["patient"]] = max(patients.get(item["patient"], 0), int(item["label"]))
+    if len(patients) < 2:
+        raise ValueError(f"need at least 2 patients to split, got {len(patients)}.")
+    rng = np.random.default_rng(seed)
+    groups = (
+        [sorted(p for p, y in patients.items() if y == label) for label in (0, 1)] if stratify else [sorted(patients)]
+    )
+    validation: set[str] = set()
+    for group in groups:
+        shuffled = [group[i] for i in rng.permutation(len(group))]
+        validation.update(shuffled[: int(round(val_fraction * len(group)))])
+    if not validation:
+        validation.add(sorted(patients)[int(rng.integers(len(patients)))])
+    if len(validation) == len(patients):
+        validation.discard(sorted(validation)[0])
+    train = [item for item in items if item["patient"] not in validation]
+    val = [item for item in items if item["patient"] in validation]
+    return train, val
+
+
+def select_items(
+    items: Sequence[dict], split: tuple[Sequence[dict], Sequence[dict]], which: str = "validation", limit: int = 0
+) -> list[dict]:
+    """Pick ``"all"`` items, or the ``"training"`` or ``"validation"`` half of ``split``, at most ``limit`` (0: all)."""
+    choices = {"all": list(items), "training": list(split[0]), "validation": list(split[1])}
+    if which not in choices:
+        raise ValueError(f"the split must be one of {sorted(choices)}, got {which!r}.")
+    chosen = choices[which]
+    return chosen[:limit] if limit and limit > 0 else chosen
+
+
+def require_file(path: str | Path, what: str = "file") -> Path:
+    """``path`` as a ``Path`` if it is a file; otherwise a ``FileNotFoundError`` that says what it should be."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(path)!r} does not exist: expected the {what}.")
+    return path

@@ -1,0 +1,17 @@
+# Copyright (c) monai_tonno contributors
+# SPDX-License-Identifier: Apache-2.0
+"""Pieces that MONAI engines and the bundles need to train a slice classifier from volume labels."""
+
+from monai_tonno.engines.checkpoints import latest_checkpoint, resume_handlers
+from monai_tonno.engines.losses import SliceBCEWithLogitsLoss
+from monai_tonno.engines.outputs import slice_predictions, volume_predictions
+from monai_tonno.engines.samplers import DistributedReplacementSampler
+
+__all__ = [
+    "DistributedReplacementSampler",
+    "SliceBCEWithLogitsLoss",
+    "latest_checkpoint",
+    "resume_handlers",
+    "slice_predictions",
+    "volume_predictions",
+]

@@ -1,0 +1,128 @@
+# Copyright (c) monai_tonno contributors
+# SPDX-License-Identifier: Apache-2.0
+"""Heatmap postprocessing: binarisation and connected components (array transforms)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.config import NdarrayOrTensor
+from monai.data import MetaTensor
+from monai.transforms import Transform
+from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
+from scipy import ndimage
+
+__all__ = ["BINARIZE_STRATEGIES", "Binarize", "ConnectedComponents", "otsu_threshold"]
+
+BINARIZE_STRATEGIES = ("fixed", "quantile", "otsu")
+
+
+def otsu_threshold(values: torch.Tensor, bins: int = 256) -> float:
+    """Otsu's threshold: the cut of a histogram of ``values`` that maximises the between-class variance."""
+    values = values.reshape(-1).double()
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return high
+    counts = torch.histc(values, bins=bins, min=low, max=high)
+    centres = torch.linspace(low, high, bins + 1, dtype=torch.float64)
+    centres = (centres[:-1] + centres[1:]) / 2
+    weight = torch.cumsum(counts, 0)
+    mass = torch.cumsum(counts * centres, 0)
+    total, total_mass = weight[-1], mass[-1]
+    below_mean = mass / weight.clamp(min=1)
+    above_mean = (total_mass - mass) / (total - weight).clamp(min=1)
+    between = weight * (total - weight) * (below_mean - above_mean) ** 2
+    return float(centres[int(torch.argmax(between[:-1]))] + (centres[1] - centres[0]) / 2)
+
+
+class Binarize(Transform):
+    """Binarise a heatmap: voxels above a threshold are foreground.
+
+    ToNNO heatmaps are signed: positive where the network sees the positive class, negative where it is sure of
+    absence. ``polarity="positive"`` (default) thresholds the heatmap as is; ``"negative"`` flips its sign first.
+
+    Args:
+        strategy: ``"fixed"`` (``value`` is the threshold), ``"quantile"`` (``value`` in ``[0, 1]`` is a quantile
+            of the heatmap's voxels) or ``"otsu"`` (Otsu's threshold of the positive voxels).
+        value: the threshold or the quantile.
+        polarity: ``"positive"`` or ``"negative"``.
+        min_threshold: the threshold never goes below this (e.g. 0, so that a negative volume stays empty).
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(
+        self, strategy: str = "otsu", value: float = 0.0, polarity: str = "positive", min_threshold: float | None = 0.0
+    ) -> None:
+        if strategy not in BINARIZE_STRATEGIES:
+            raise ValueError(f"strategy must be one of {BINARIZE_STRATEGIES}, got {strategy!r}.")
+        if strategy == "quantile" and not 0.0 <= value <= 1.0:
+            raise ValueError(f"a quantile must be in [0, 1], got {value}.")
+        if polarity not in ("positive", "negative"):
+            raise ValueError(f"polarity must be 'positive' or 'negative', got {polarity!r}.")
+        self.strategy = strategy
+        self.value = float(value)
+        self.polarity = polarity
+        self.min_threshold = min_threshold
+
+    def threshold(self, heatmap: torch.Tensor) -> float:
+        """The threshold this transform would apply to ``heatmap`` (after the polarity flip)."""
+        if self.strategy == "fixed":
+            threshold = self.value
+        elif self.strategy == "quantile":
+            threshold = float(
+                torch.quantile(heatmap.reshape(-1).double()[:: max(1, heatmap.numel() // 1_000_000)], self.value)
+            )
+        else:
+            positive = heatmap[heatmap > 0]
+            threshold = otsu_threshold(positive) if positive.numel() > 1 else float("inf")
+        return max(threshold, self.min_threshold) if self.min_threshold is not None else threshold
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        heatmap = convert_to_tensor(img, track_meta=False).float()
+        if self.polarity == "negative":
+            heatmap = -heatmap
+        mask = (heatmap > self.threshold(heatmap)).to(torch.uint8)
+        return convert_to_dst_type(mask, img, dtype=torch.uint8)[0]
+
+
+class ConnectedComponents(Transform):
+    """Label the connected components of a binary mask; optionally drop those smaller than ``min_size``.
+
+    Args:
+        connectivity: 6, 18 or 26 (3D neighbourhoods).
+        min_size: drop components with fewer voxels (or fewer mm^3 with ``min_size_unit="mm3"``).
+        min_size_unit: ``"voxels"`` or ``"mm3"`` (voxel volume from the ``MetaTensor`` affine).
+        relabel: return labels ``1..K`` (True) or a binary mask of the kept components (False).
+    """
+
+    backend = [TransformBackends.NUMPY]
+
+    def __init__(
+        self, connectivity: int = 26, min_size: float = 0, min_size_unit: str = "voxels", relabel: bool = True
+    ) -> None:
+        if connectivity not in (6, 18, 26):
+            raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}.")
+        if min_size_unit not in ("voxels", "mm3"):
+            raise ValueError(f"min_size_unit must be 'voxels' or 'mm3', got {min_size_unit!r}.")
+        self.structure = ndimage.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
+        self.min_size = min_size
+        self.min_size_unit = min_size_unit
+        self.relabel = relabel
+
+    def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        array = np.asarray(convert_to_tensor(img, track_meta=False).cpu())
+        if array.ndim != 4:
+            raise ValueError(f"expected a channel-first mask (C, X, Y, Z), got shape {array.shape}.")
+        voxel = 1.0
+        if self.min_size_unit == "mm3" and isinstance(img, MetaTensor):
+            voxel = float(torch.linalg.det(img.affine[:3, :3].double()).abs())
+        labels = np.zeros(array.shape, dtype=np.int32)
+        for channel, mask in enumerate(array):
+            labelled, count = ndimage.label(mask > 0, structure=self.structure)
+            if count and self.min_size > 0:
+                sizes = np.bincount(labelled.ravel())[1:] * voxel
+                keep = np.concatenate([[0], np.cumsum(sizes >= self.min_size) * (sizes >= self.min_size)])
+                labelled = keep[labelled]
+            labels[channel] = labelled if self.relabel else labelled > 0
+        return convert_to_dst_type(torch.as_tensor(labels), img, dtype=torch.int32)[0]

@@ -1,0 +1,143 @@
+# Copyright (c) monai_tonno contributors
+# SPDX-License-Identifier: Apache-2.0
+"""The bundles run end to end with tiny overrides: training writes a checkpoint that inference loads."""
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "network_name": "test_resnet",
+    "slice_size": 24,
+    "slices_per_volume": 4,
+    "batch_volumes": 2,
+    "val_slices_per_volume": 6,
+    "max_iterations": 3,
+    "val_every_iterations": 2,
+    "device": "cpu",
+}
+
+
+def workflow(bundle: str, config: str, run_id: str, **overrides) -> ConfigWorkflow:
+    folder = ROOT / "bundles" / bundle
+    flow = ConfigWorkflow(
+        config_file=str(folder / config),
+        meta_file=str(folder / "metadata.json"),
+        logging_file=str(folder / "logging.conf"),
+        workflow_type="train" if config == "train.json" else "infer",
+        run_id=run_id,
+        **overrides,
+    )
+    flow.initialize()
+    assert flow.check_properties() in (None, [])
+    return flow
+
+
+@pytest.fixture(scope="module")
+def autopet_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("autopet")
+    common = {
+        "output_dir": str(tmp / "out"),
+        "cache_dir": str(tmp / "cache"),
+        "synthetic_patients": 4,
+        "synthetic_size": 20,
+    }
+    train = workflow("autopet", "train.json", "training", **common, **TINY)
+    train.run()
+    train.finalize()
+    return tmp, common
+
+
+def test_autopet_training_writes_checkpoints(autopet_run):
+    tmp, _ = autopet_run
+    models = tmp / "out" / "models"
+    assert (models / "model.pt").is_file() and (models / "checkpoint_final.pt").is_file()
+    state = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
+    assert any(key.startswith("conv1") for key in state)
+    assert any((tmp / "out" / "logs").iterdir())  # TensorBoard events
+
+
+def test_autopet_training_resumes_from_the_last_checkpoint(autopet_run):
+    tmp, common = autopet_run
+    resumed = workflow("autopet", "train.json", "training", **common, **{**TINY, "max_iterations": 4})
+    resumed.run()
+    trainer = resumed.parser.get_parsed_content("train#trainer")
+    assert trainer.state.epoch == 2 and trainer.state.iteration == 4  # started at epoch 2 of the first run
+    resumed.finalize()
+
+
+def test_autopet_inference_writes_heatmaps_and_masks_with_the_input_affine(autopet_run):
+    tmp, common = autopet_run
+    infer = workflow(
+        "autopet",
+        "inference.json",
+        "inference",
+        **common,
+        network_name="test_resnet",
+        slice_size=24,
+        num_angles=6,
+        num_slices=6,
+        infer_split="all",
+        max_volumes=2,
+        device="cpu",
+    )
+    infer.run()
+    infer.finalize()
+    heatmaps = sorted((tmp / "out" / "predictions").rglob("*_heatmap.nii.gz"))
+    masks = sorted((tmp / "out" / "predictions").rglob("*_mask.nii.gz"))
+    assert len(heatmaps) == 2 and len(masks) == 2
+    for heatmap, mask in zip(heatmaps, masks, strict=True):
+        source = (
+            Path(common["cache_dir"])
+            / "synthetic_autopet"
+            / heatmap.relative_to(tmp / "out" / "predictions").parent
+            / "SUV.nii.gz"
+        )
+        expected = nib.load(str(source))
+        for written in (heatmap, mask):
+            image = nib.load(str(written))
+            assert image.shape[:3] == expected.shape
+            np.testing.assert_allclose(image.affine, expected.affine, atol=1e-4)
+        assert np.isfinite(nib.load(str(heatmap)).get_fdata()).all()
+
+
+def causes(error: BaseException) -> str:
+    """The messages of an error and of the errors that caused it (MONAI wraps errors of config expressions)."""
+    messages = []
+    while error is not None:
+        messages.append(f"{type(error).__name__}: {error}")
+        error = error.__cause__
+    return "\n".join(messages)
+
+
+def test_inference_without_a_checkpoint_says_so(tmp_path):
+    with pytest.raises(Exception) as caught:
+        workflow(
+            "autopet",
+            "inference.json",
+            "inference",
+            output_dir=str(tmp_path),
+            cache_dir=str(tmp_path / "c"),
+            synthetic_patients=2,
+            synthetic_size=16,
+        )
+    assert "FileNotFoundError" in causes(caught.value) and "expected the trained model" in causes(caught.value)
+
+
+def test_bundle_with_a_missing_dataset_dir_says_so(tmp_path):
+    flow = ConfigWorkflow(
+        config_file=str(ROOT / "bundles" / "autopet" / "train.json"),
+        workflow_type="train",
+        dataset_dir=str(tmp_path / "nowhere"),
+        output_dir=str(tmp_path),
+    )
+    with pytest.raises(Exception) as caught:
+        flow.initialize()
+        flow.parser.get_parsed_content("datalist")
+    assert "nowhere' does not exist" in causes(caught.value)

@@ -1,0 +1,131 @@
+# Copyright (c) monai_tonno contributors
+# SPDX-License-Identifier: Apache-2.0
+import logging
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from monai_tonno.data import (
+    SyntheticPETCTConfig,
+    autopet_datalist,
+    generate_synthetic_autopet,
+    mosmed_datalist,
+    split_by_patient,
+)
+
+SMALL = SyntheticPETCTConfig(num_patients=6, size=24, seed=3)
+
+
+def read(path):
+    return np.asarray(nib.load(str(path)).dataobj)
+
+
+def test_synthetic_dataset_is_deterministic_and_in_autopet_layout(tmp_path):
+    first = generate_synthetic_autopet(tmp_path / "a", SMALL, progress=False)
+    second = generate_synthetic_autopet(tmp_path / "b", SMALL, progress=False)
+    studies = sorted((first / "FDG-PET-CT-Lesions").glob("*/*"))
+    assert len(studies) == 6
+    for study in studies:
+        twin = second / study.relative_to(first)
+        for name in ("SUV.nii.gz", "CTres.nii.gz", "SEG.nii.gz"):
+            np.testing.assert_array_equal(read(study / name), read(twin / name))
+    other = generate_synthetic_autopet(
+        tmp_path / "c", SyntheticPETCTConfig(num_patients=6, size=24, seed=4), progress=False
+    )
+    assert not np.array_equal(
+        read(studies[0] / "SUV.nii.gz"), read(other / studies[0].relative_to(first) / "SUV.nii.gz")
+    )
+
+
+def test_synthetic_positives_have_lesions_and_negatives_none(tmp_path):
+    root = generate_synthetic_autopet(tmp_path, SMALL, progress=False)
+    items = autopet_datalist(root, progress=False)
+    labels = [item["label"] for item in items]
+    assert sorted(labels) == [0, 0, 0, 1, 1, 1]
+    for item in items:
+        mask = read(item["mask"])
+        suv = read(item["image"][0])
+        assert suv.shape == (24, 24, 24) and read(item["image"][1]).min() < -500  # air in CT
+        assert (mask.sum() > 0) == bool(item["label"])
+        if item["label"]:
+            assert suv[mask > 0].mean() > np.median(suv[suv > 0.3])  # lesions are hot
+
+
+def make_autopet_tree(root, studies):
+    for patient, study, files, lesion in studies:
+        folder = root / "FDG-PET-CT-Lesions" / patient / study
+        folder.mkdir(parents=True)
+        for name in files:
+            data = np.zeros((4, 4, 4), dtype=np.uint8)
+            if name == "SEG.nii.gz" and lesion:
+                data[1, 1, 1] = 1
+            nib.save(nib.Nifti1Image(data, np.eye(4)), folder / name)
+
+
+def test_autopet_reader_labels_and_warns_about_missing_files(tmp_path, caplog):
+    full = ("SUV.nii.gz", "CTres.nii.gz", "SEG.nii.gz")
+    make_autopet_tree(
+        tmp_path,
+        [
+            ("PETCT_a", "s1", full, True),
+            ("PETCT_a", "s2", full, False),
+            ("PETCT_b", "s1", full, False),
+            ("PETCT_c", "s1", ("SUV.nii.gz", "SEG.nii.gz"), True),
+        ],
+    )
+    cache = tmp_path / "labels.json"
+    with caplog.at_level(logging.WARNING):
+        items = autopet_datalist(tmp_path, label_cache=cache, progress=False)
+    assert [(i["patient"], i["study"], i["label"]) for i in items] == [
+        ("PETCT_a", "s1", 1),
+        ("PETCT_a", "s2", 0),
+        ("PETCT_b", "s1", 0),
+    ]
+    assert "PETCT_c/s1 (missing CTres.nii.gz)" in caplog.text
+    assert cache.is_file() and autopet_datalist(tmp_path, label_cache=cache, progress=False) == items
+
+
+def test_mosmed_reader(tmp_path):
+    for category, names in {
+        "CT-0": ["study_0001"],
+        "CT-1": ["study_0255", "study_0256"],
+        "CT-3": ["study_0900"],
+    }.items():
+        (tmp_path / "studies" / category).mkdir(parents=True)
+        for name in names:
+            nib.save(
+                nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), np.eye(4)),
+                tmp_path / "studies" / category / f"{name}.nii.gz",
+            )
+    (tmp_path / "masks").mkdir()
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.uint8), np.eye(4)), tmp_path / "masks" / "study_0255_mask.nii.gz")
+    items = mosmed_datalist(tmp_path)
+    assert [(i["patient"], i["label"]) for i in items] == [
+        ("study_0001", 0),
+        ("study_0255", 1),
+        ("study_0256", 1),
+        ("study_0900", 1),
+    ]
+    assert items[1]["mask"].endswith("study_0255_mask.nii.gz") and items[2]["mask"] is None
+
+
+def test_unknown_layouts_fail_clearly(tmp_path):
+    (tmp_path / "random_folder").mkdir()
+    with pytest.raises(ValueError, match="does not look like AutoPET-II"):
+        autopet_datalist(tmp_path, progress=False)
+    with pytest.raises(ValueError, match="does not look like MosMedData"):
+        mosmed_datalist(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        autopet_datalist(tmp_path / "nowhere", progress=False)
+
+
+def test_split_is_by_patient_and_seeded():
+    items = [{"patient": f"p{i // 2}", "label": (i // 2) % 2} for i in range(40)]
+    train, val = split_by_patient(items, 0.25, seed=1)
+    assert not {i["patient"] for i in train} & {i["patient"] for i in val}
+    assert len(train) + len(val) == 40 and {i["label"] for i in val} == {0, 1}
+    assert split_by_patient(items, 0.25, seed=1) == (train, val)
+    assert split_by_patient(items, 0.25, seed=2) != (train, val)
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_by_patient(items, 1.5)
