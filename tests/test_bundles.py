@@ -141,3 +141,54 @@ def test_bundle_with_a_missing_dataset_dir_says_so(tmp_path):
         flow.initialize()
         flow.parser.get_parsed_content("datalist")
     assert "nowhere' does not exist" in causes(caught.value)
+
+
+def make_mosmed(root: Path) -> None:
+    rng = np.random.default_rng(0)
+    affine = np.diag([1.5, 1.5, 4.0, 1.0])
+    for category, names in {"CT-0": ["study_0001", "study_0002"], "CT-1": ["study_0255", "study_0256"]}.items():
+        (root / "studies" / category).mkdir(parents=True)
+        for name in names:
+            volume = rng.normal(-700, 200, (20, 20, 8)).astype(np.int16)
+            nib.save(nib.Nifti1Image(volume, affine), root / "studies" / category / f"{name}.nii.gz")
+    (root / "masks").mkdir()
+    nib.save(nib.Nifti1Image(np.ones((20, 20, 8), np.uint8), affine), root / "masks" / "study_0255_mask.nii.gz")
+
+
+def test_mosmed_bundle_trains_and_infers(tmp_path):
+    make_mosmed(tmp_path / "mosmed")
+    common = {"dataset_dir": str(tmp_path / "mosmed"), "output_dir": str(tmp_path / "out"), "pixdim": [3.0, 3.0, 3.0]}
+    train = workflow("mosmed", "train.json", "training", **common, **{**TINY, "num_workers": 0, "batch_volumes": 2})
+    train.run()
+    train.finalize()
+    validation = {item["patient"] for item in train.parser.get_parsed_content("split")[1]}
+    assert "study_0255" in validation  # the studies with masks are kept for validation, as in the paper
+    infer = workflow(
+        "mosmed",
+        "inference.json",
+        "inference",
+        **common,
+        network_name="test_resnet",
+        slice_size=24,
+        num_angles=4,
+        num_slices=4,
+        device="cpu",
+        num_workers=0,
+    )
+    infer.run()
+    infer.finalize()
+    heatmaps = sorted((tmp_path / "out" / "predictions").rglob("*_heatmap.nii.gz"))
+    assert heatmaps and all(nib.load(str(h)).shape[:3] == (20, 20, 8) for h in heatmaps)
+    source = nib.load(str(tmp_path / "mosmed" / "studies" / "CT-1" / "study_0255.nii.gz"))
+    written = next(h for h in heatmaps if "study_0255" in h.name)
+    np.testing.assert_allclose(nib.load(str(written)).affine, source.affine, atol=1e-4)
+
+
+def test_metadata_verifies_offline():
+    from monai.bundle import verify_metadata
+
+    for bundle in ("autopet", "mosmed"):
+        verify_metadata(
+            meta_file=str(ROOT / "bundles" / bundle / "metadata.json"),
+            filepath=str(ROOT / "bundles" / "schema" / "metadata_schema.json"),
+        )

@@ -28,6 +28,8 @@ MOSMED_CATEGORIES = ("CT-0", "CT-1", "CT-2", "CT-3", "CT-4")
 
 
 def _require_dir(path: str | Path, what: str) -> Path:
+    if not str(path).strip():
+        raise ValueError(f"no {what} folder given: pass --dataset_dir with the path of the downloaded dataset.")
     path = Path(path).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(f"{what} folder {str(path)!r} does not exist.")
@@ -135,15 +137,21 @@ def mosmed_datalist(dataset_dir: str | Path) -> list[dict]:
 
 
 def split_by_patient(
-    items: Sequence[dict], val_fraction: float = 0.2, seed: int = 0, stratify: bool = True
+    items: Sequence[dict],
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    stratify: bool = True,
+    always_validation: Sequence[str] = (),
 ) -> tuple[list[dict], list[dict]]:
     """Split a datalist into training and validation sets with no patient in both.
 
     Args:
         items: datalist items with ``patient`` and ``label``.
-        val_fraction: share of patients for validation (at least one patient each side).
+        val_fraction: share of the other patients for validation (at least one patient each side).
         seed: seed of the shuffle.
         stratify: split positive and negative patients separately so both sets keep the label balance.
+        always_validation: patients put in validation whatever the draw (e.g. those with masks, as the paper
+            does for MosMed), on top of ``val_fraction`` of the others.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
@@ -153,10 +161,9 @@ def split_by_patient(
     if len(patients) < 2:
         raise ValueError(f"need at least 2 patients to split, got {len(patients)}.")
     rng = np.random.default_rng(seed)
-    groups = (
-        [sorted(p for p, y in patients.items() if y == label) for label in (0, 1)] if stratify else [sorted(patients)]
-    )
-    validation: set[str] = set()
+    validation: set[str] = {p for p in always_validation if p in patients}
+    free = {p: y for p, y in patients.items() if p not in validation}
+    groups = [sorted(p for p, y in free.items() if y == label) for label in (0, 1)] if stratify else [sorted(free)]
     for group in groups:
         shuffled = [group[i] for i in rng.permutation(len(group))]
         validation.update(shuffled[: int(round(val_fraction * len(group)))])

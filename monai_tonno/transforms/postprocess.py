@@ -31,8 +31,11 @@ def otsu_threshold(values: torch.Tensor, bins: int = 256) -> float:
     total, total_mass = weight[-1], mass[-1]
     below_mean = mass / weight.clamp(min=1)
     above_mean = (total_mass - mass) / (total - weight).clamp(min=1)
-    between = weight * (total - weight) * (below_mean - above_mean) ** 2
-    return float(centres[int(torch.argmax(between[:-1]))] + (centres[1] - centres[0]) / 2)
+    between = (weight * (total - weight) * (below_mean - above_mean) ** 2)[:-1]
+    # empty bins between two populations give a plateau of equal scores: cut in its middle, not at its start
+    best = torch.nonzero(between >= between.max() * (1 - 1e-9)).reshape(-1)
+    edge = (int(best[0]) + int(best[-1]) + 1) / 2
+    return float(low + edge * (high - low) / bins)
 
 
 class Binarize(Transform):

@@ -1,0 +1,63 @@
+# Copyright (c) monai_tonno contributors
+# SPDX-License-Identifier: Apache-2.0
+import pytest
+import torch
+
+from monai_tonno.engines import (
+    DistributedReplacementSampler,
+    SliceBCEWithLogitsLoss,
+    slice_predictions,
+    volume_predictions,
+)
+from monai_tonno.inferers import SliceSamplingInferer
+from monai_tonno.metrics import BalancedAccuracyMetric, balanced_accuracy
+
+
+def test_slice_loss_takes_integer_volume_labels():
+    logits = torch.tensor([[2.0], [-1.0]])
+    loss = SliceBCEWithLogitsLoss()(logits, torch.tensor([1, 0]))
+    torch.testing.assert_close(
+        loss, torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.tensor([[1.0], [0.0]]))
+    )
+    with pytest.raises(ValueError, match="one label per slice"):
+        SliceBCEWithLogitsLoss()(logits, torch.tensor([1, 0, 1]))
+
+
+def test_balanced_accuracy_by_hand():
+    assert balanced_accuracy(torch.tensor([1, 1, 0, 0, 1]), torch.tensor([1, 0, 0, 0, 1])) == pytest.approx(
+        (1 + 2 / 3) / 2
+    )
+    metric = BalancedAccuracyMetric()
+    metric(
+        *volume_predictions(
+            [{"pred": torch.tensor([3.0, 3.0]), "label": 1}, {"pred": torch.tensor([-3.0, 1.0]), "label": 0}]
+        )
+    )
+    assert metric.aggregate() == 1.0
+
+
+def test_slice_predictions_repeat_the_volume_label():
+    preds, labels = slice_predictions(
+        [{"pred": torch.tensor([0.1, 0.2]), "label": torch.tensor(1)}, {"pred": torch.tensor([0.3]), "label": 0}]
+    )
+    torch.testing.assert_close(labels, torch.tensor([1.0, 1.0, 0.0]))
+    assert preds.shape == (3,)
+
+
+def test_slice_sampling_inferer_is_repeatable():
+    network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(1))
+    inferer = SliceSamplingInferer(num_slices=5, slice_size=8, seed=3, sw_batch_size=2)
+    volumes = torch.rand(2, 1, 6, 6, 6)
+    first = inferer(volumes, network)
+    assert first.shape == (2, 5)
+    torch.testing.assert_close(inferer(volumes, network), first)
+
+
+def test_distributed_sampler_splits_the_draws_over_ranks():
+    dataset = list(range(10))
+    ranks = [DistributedReplacementSampler(dataset, 12, num_replicas=3, rank=r, seed=1) for r in range(3)]
+    draws = [list(sampler) for sampler in ranks]
+    assert all(len(d) == 4 for d in draws) and draws[0] != draws[1]
+    assert list(ranks[0]) == draws[0]
+    ranks[0].set_epoch(1)
+    assert list(ranks[0]) != draws[0]

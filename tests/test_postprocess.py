@@ -1,0 +1,54 @@
+# Copyright (c) monai_tonno contributors
+# SPDX-License-Identifier: Apache-2.0
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from monai_tonno.transforms import Binarize, Binarized, ConnectedComponents, ConnectedComponentsd, otsu_threshold
+
+
+def test_otsu_separates_two_populations():
+    values = torch.cat([torch.full((500,), 1.0), torch.full((300,), 5.0)]) + 0.1 * torch.randn(800)
+    assert 1.5 < otsu_threshold(values) < 4.5
+
+
+def test_binarize_strategies_and_polarity():
+    heatmap = MetaTensor(
+        torch.linspace(-1, 1, 1000).reshape(1, 10, 10, 10), affine=torch.diag(torch.tensor([2.0, 2, 2, 1]))
+    )
+    fixed = Binarize("fixed", 0.5)(heatmap)
+    assert isinstance(fixed, MetaTensor) and fixed.dtype == torch.uint8
+    assert int(fixed.sum()) == int((heatmap > 0.5).sum())
+    torch.testing.assert_close(fixed.affine, heatmap.affine)
+    assert int(Binarize("quantile", 0.9, min_threshold=None)(heatmap).sum()) == 100
+    assert int(Binarize("fixed", 0.5, polarity="negative")(heatmap).sum()) == int((heatmap < -0.5).sum())
+    # a heatmap without any positive voxel stays empty whatever the strategy
+    assert int(Binarize("otsu")(-heatmap.abs()).sum()) == 0
+    assert int(Binarize("quantile", 0.5)(-heatmap.abs()).sum()) == 0
+    with pytest.raises(ValueError, match="strategy"):
+        Binarize("mean")
+    with pytest.raises(ValueError, match="quantile"):
+        Binarize("quantile", 2.0)
+
+
+def test_connected_components_26_connectivity_and_min_size():
+    mask = np.zeros((1, 8, 8, 8), dtype=np.uint8)
+    mask[0, 1, 1, 1] = mask[0, 2, 2, 2] = 1  # touch by a corner: one component at 26-connectivity
+    mask[0, 5:8, 5:8, 5:8] = 1  # 27 voxels
+    labels = ConnectedComponents(26)(torch.as_tensor(mask))
+    assert sorted(torch.unique(labels).tolist()) == [0, 1, 2]
+    assert len(torch.unique(ConnectedComponents(6)(torch.as_tensor(mask)))) == 4
+    kept = ConnectedComponents(26, min_size=3)(torch.as_tensor(mask))
+    assert sorted(torch.unique(kept).tolist()) == [0, 1] and int((kept > 0).sum()) == 27
+    in_mm3 = MetaTensor(torch.as_tensor(mask), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])))
+    assert int((ConnectedComponents(min_size=16, min_size_unit="mm3")(in_mm3) > 0).sum()) == 29  # 2 voxels = 16 mm3
+
+
+def test_dictionary_versions_write_the_mask_beside_the_heatmap():
+    heatmap = torch.zeros(1, 6, 6, 6)
+    heatmap[0, 1:3, 1:3, 1:3] = 2.0
+    heatmap[0, 4, 4, 4] = 1.0
+    data = Binarized(keys="pred", output_keys="mask", strategy="fixed", value=0.5)({"pred": heatmap})
+    data = ConnectedComponentsd(keys="mask", min_size=2)(data)
+    assert int((data["mask"] > 0).sum()) == 8 and torch.equal(data["pred"], heatmap)
