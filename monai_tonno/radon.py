@@ -11,6 +11,9 @@ All lengths are normalised units of :class:`~monai_tonno.geometry.VolumeGeometry
 with ``q~`` the linear interpolation of the second difference, zero outside ``[-1, 1]``. References: S. Helgason,
 *The Radon Transform*, Theorem 3.6; M. Schmidt-Mengin et al., *ToNNO*, arXiv 2404.13103, Section 3.
 
+Averaged and Tomographic CAM (paper Eq. 12-13) backproject stacks of 2D maps instead of 1D profiles
+(:func:`backproject_stacks`).
+
 Everything is pure torch and differentiable; loops run over chunks of directions so that peak memory does not
 grow with their number.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from monai_tonno.geometry import VolumeGeometry, cut_slices, orthonormal_frames, slice_points
@@ -28,6 +32,7 @@ __all__ = [
     "RADON_INVERSION_CONSTANT",
     "SliceSum",
     "backproject_profiles",
+    "backproject_stacks",
     "filtered_backprojection",
     "profile_offsets",
     "profile_slices",
@@ -101,7 +106,11 @@ def backproject_profiles(
 
 
 def filtered_backprojection(
-    profiles: torch.Tensor, directions: torch.Tensor, points: torch.Tensor, chunk_size: int = 8
+    profiles: torch.Tensor,
+    directions: torch.Tensor,
+    points: torch.Tensor,
+    chunk_size: int = 8,
+    num_directions: int | None = None,
 ) -> torch.Tensor:
     """Inverse Radon transform of profiles sampled at :func:`profile_offsets` (paper Eq. 8-11).
 
@@ -113,14 +122,64 @@ def filtered_backprojection(
         directions: ``(L, 3)`` unit normals.
         points: ``(P, 3)`` normalised coordinates of the output voxels.
         chunk_size: directions backprojected at once.
+        num_directions: the ``L`` of the weight when ``profiles`` is one share of all directions (the shares'
+            results then add up to the whole reconstruction).
 
     Returns:
         ``(P,)`` reconstruction.
     """
     step = 2.0 / (profiles.shape[-1] - 3)
     filtered = second_difference(profiles, step)
-    weight = RADON_INVERSION_CONSTANT * SPHERE_AREA / profiles.shape[0]
+    weight = RADON_INVERSION_CONSTANT * SPHERE_AREA / (num_directions or profiles.shape[0])
     return weight * backproject_profiles(filtered, directions, points, chunk_size)
+
+
+def backproject_stacks(
+    stacks: torch.Tensor,
+    frames: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    points: torch.Tensor,
+    slice_size: int,
+    chunk_size: int = 4,
+) -> torch.Tensor:
+    """Unweighted backprojection of per-direction stacks of 2D maps: ``sum_l p~_l(x.n_l, x.u_l, x.v_l)``.
+
+    ``stacks[l]`` holds ``K`` maps of ``h x w`` pixels for the slices at ``K`` evenly spaced offsets over
+    ``[-1, 1]`` along ``n_l``; map pixel ``(a, b)`` summarises the input pixels ``[a k, (a + 1) k)`` of a
+    ``slice_size`` slice (``k = slice_size / h``), as the activations of a CNN layer do, so its centre sits at
+    the centre of that block. ``p~`` interpolates trilinearly and is zero outside the stack.
+
+    Args:
+        stacks: ``(L, K, h, w)`` maps (CAMs, or pooled slices).
+        frames: ``(n, u, v)``, each ``(L, 3)``: the frames the slices were cut in.
+        points: ``(P, 3)`` normalised coordinates of the output voxels.
+        slice_size: pixels per side of the slices the maps were computed from.
+        chunk_size: directions sampled at once.
+
+    Returns:
+        ``(P,)`` tensor in the dtype and on the device of ``points``.
+    """
+    num_dirs, depth = stacks.shape[:2]
+    # with align_corners=False, grid_sample puts pixel a of n at (2 a + 1) / n - 1: the centre of its block
+    scale = torch.tensor(
+        [(slice_size - 1) / slice_size, (slice_size - 1) / slice_size, (depth - 1) / depth],
+        dtype=points.dtype,
+        device=points.device,
+    )
+    result = points.new_zeros(points.shape[0])
+    for start in range(0, num_dirs, chunk_size):
+        stop = min(start + chunk_size, num_dirs)
+        # grid_sample's last grid axis is (w, h, d): (v, u, n)
+        axes = torch.stack([frames[2][start:stop], frames[1][start:stop], frames[0][start:stop]], dim=1)
+        coordinates = torch.einsum("pk,lak->lpa", points, axes.to(points)) * scale
+        sampled = F.grid_sample(
+            stacks[start:stop, None].to(points.dtype),
+            coordinates[:, :, None, None, :],
+            mode="bilinear",
+            padding_mode="zeros",
+            align_corners=False,
+        )
+        result = result + sampled.reshape(stop - start, -1).sum(dim=0)
+    return result
 
 
 class SliceSum(nn.Module):

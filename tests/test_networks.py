@@ -90,3 +90,16 @@ def test_bad_arguments_are_named(tmp_path):
     torch.save(timm.create_model("test_efficientnet").state_dict(), other)
     with pytest.raises(ValueError, match="do not fit"):
         create_slice_classifier("test_resnet", pretrained=other)
+
+
+def test_failed_hub_download_says_how_to_use_a_local_file(monkeypatch):
+    real_create = timm.create_model
+
+    def offline(name, pretrained=False, **kwargs):
+        if pretrained:
+            raise OSError("no internet")
+        return real_create(name, pretrained=False, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(RuntimeError, match="pretrained='/path/to/file.pth'"):
+        create_slice_classifier("test_resnet", pretrained=True)

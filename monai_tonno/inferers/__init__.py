@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Inferers of monai_tonno."""
 
+from monai_tonno.inferers.slice_cam import SliceCAMInferer
 from monai_tonno.inferers.slice_sampling import SliceSamplingInferer
-from monai_tonno.inferers.tomographic import TomographicInferer
+from monai_tonno.inferers.tomographic import TOMOGRAPHIC_MODES, TomographicInferer
 
-__all__ = ["SliceSamplingInferer", "TomographicInferer"]
+__all__ = ["TOMOGRAPHIC_MODES", "SliceCAMInferer", "SliceSamplingInferer", "TomographicInferer"]

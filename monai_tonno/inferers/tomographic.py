@@ -11,12 +11,22 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
+from torch import nn
 from tqdm.auto import tqdm
 
 from monai_tonno.geometry import FOV_MODES, VolumeGeometry, fibonacci_directions, orthonormal_frames
-from monai_tonno.radon import filtered_backprojection, profile_offsets, profile_slices
+from monai_tonno.radon import (
+    RADON_INVERSION_CONSTANT,
+    SPHERE_AREA,
+    backproject_stacks,
+    filtered_backprojection,
+    profile_offsets,
+    profile_slices,
+    second_difference,
+)
+from monai_tonno.visualize import CAM_METHODS, SliceCAM
 
-__all__ = ["TomographicInferer"]
+__all__ = ["TOMOGRAPHIC_MODES", "TomographicInferer"]
 
 
 def _spacing_of(inputs: torch.Tensor, index: int) -> tuple[float, float, float]:
@@ -41,24 +51,38 @@ def _check_inputs(inputs: torch.Tensor) -> None:
         raise ValueError("inputs contain NaN or infinite values; clean or mask them before inference.")
 
 
+TOMOGRAPHIC_MODES = ("tonno", "averaged_cam", "tomographic_cam")
+CAMCallable = Callable[[Callable[..., Any], torch.Tensor], torch.Tensor]
+
+
 class TomographicInferer(Inferer):
-    """ToNNO (Schmidt-Mengin et al., arXiv 2404.13103): reconstruct a 2D network's slice logits into 3D.
+    """ToNNO (Schmidt-Mengin et al., arXiv 2404.13103): reconstruct a 2D network's slice outputs into 3D.
 
     For each of ``num_angles`` Fibonacci directions ``n_l``, a stack of ``num_slices + 2`` parallel slices is cut
-    through the volume (paper Eq. 4), the network scores each slice, and the inverse Radon transform (second
-    difference along the stack, then backprojection, Eq. 8-11) turns the scores into a heatmap on the input's
-    voxel grid. Positive values mark where the network sees the positive class.
+    through the volume (paper Eq. 4) and given to the network. Then, by ``mode``:
 
-    With :class:`~monai_tonno.radon.SliceSum` as the network the heatmap is the input volume itself (the paper's
-    correctness check).
+    - ``"tonno"``: the slice logits form a profile along ``n_l``; its second difference is backprojected
+      (inverse Radon transform, Eq. 8-11). Positive values mark where the network sees the positive class.
+    - ``"averaged_cam"``: each slice's class activation map (``cam_method`` at ``cam_layer``) is placed back
+      where the slice was cut; the maps of a direction form a small volume in its frame ``(n, u, v)``, which is
+      resampled onto the output grid and averaged over directions (Eq. 12, with the weight ``1 / L`` of an
+      average).
+    - ``"tomographic_cam"``: as Averaged CAM, after a second difference along ``n`` per map pixel, with the
+      inverse Radon weight ``c |S^2| / L`` (Eq. 13): sharp maps even from deep, coarse layers.
+
+    With :class:`~monai_tonno.radon.SliceSum` as the network, ToNNO returns the input volume (the paper's
+    correctness check). Memory does not grow with ``num_angles``: directions are reconstructed as their slices
+    are scored.
 
     Example::
 
         inferer = TomographicInferer(num_angles=2000, num_slices=100, slice_size=224, sw_batch_size=64)
         evaluator = SupervisedEvaluator(device, val_loader, network=classifier, inferer=inferer)
+        cams = TomographicInferer(mode="tomographic_cam", cam_layer="layer2", slice_size=224)
 
     Args:
-        num_angles: ``L``, the number of slice directions.
+        num_angles: ``L``, the number of slice directions; default 2000 for ToNNO, 1000 for the CAM modes
+            (the paper's settings).
         num_slices: ``M``, slices per direction inside the field of view (two more are cut for the second
             difference).
         slice_size: pixels per side of each slice given to the network.
@@ -71,12 +95,16 @@ class TomographicInferer(Inferer):
         progress: show a progress bar over directions.
         spacing: voxel spacing in millimetres; by default read from the input's ``MetaTensor`` affine (1 mm for
             plain tensors). Slices are cut in physical planes, so anisotropic volumes are handled.
-        backprojection_chunk: directions backprojected at once; bounds the memory of that step.
+        mode: ``"tonno"``, ``"averaged_cam"`` or ``"tomographic_cam"``.
+        cam_method: ``"layercam"``, ``"gradcam"`` or ``"gradcampp"``; or a callable ``(network, slices) -> maps``
+            returning ``(N, h, w)`` maps (e.g. average pooling, for the paper's Figure 4).
+        cam_layer: the layer of the CAM modes (``"layer1"`` .. ``"layer4"`` for timm ResNets).
+        backprojection_chunk: directions reconstructed at once; bounds the memory of that step.
     """
 
     def __init__(
         self,
-        num_angles: int = 2000,
+        num_angles: int | None = None,
         num_slices: int = 100,
         slice_size: int = 224,
         fov: str = "inscribed",
@@ -86,9 +114,16 @@ class TomographicInferer(Inferer):
         device: torch.device | str | None = None,
         progress: bool = False,
         spacing: tuple[float, float, float] | None = None,
+        mode: str = "tonno",
+        cam_method: str | CAMCallable = "layercam",
+        cam_layer: str = "layer2",
         backprojection_chunk: int = 8,
     ) -> None:
         super().__init__()
+        if mode not in TOMOGRAPHIC_MODES:
+            raise ValueError(f"mode must be one of {TOMOGRAPHIC_MODES}, got {mode!r}.")
+        if num_angles is None:
+            num_angles = 2000 if mode == "tonno" else 1000
         if num_angles < 1:
             raise ValueError(f"num_angles (L) must be at least 1, got {num_angles}.")
         if num_slices < 2:
@@ -101,6 +136,8 @@ class TomographicInferer(Inferer):
             raise ValueError(f"sw_batch_size must be at least 1, got {sw_batch_size}.")
         if backprojection_chunk < 1:
             raise ValueError(f"backprojection_chunk must be at least 1, got {backprojection_chunk}.")
+        if isinstance(cam_method, str) and cam_method not in CAM_METHODS:
+            raise ValueError(f"cam_method must be one of {CAM_METHODS} or a callable, got {cam_method!r}.")
         self.num_angles = int(num_angles)
         self.num_slices = int(num_slices)
         self.slice_size = int(slice_size)
@@ -111,6 +148,9 @@ class TomographicInferer(Inferer):
         self.device = device
         self.progress = progress
         self.spacing = spacing
+        self.mode = mode
+        self.cam_method = cam_method
+        self.cam_layer = cam_layer
         self.backprojection_chunk = int(backprojection_chunk)
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -119,63 +159,91 @@ class TomographicInferer(Inferer):
         Args:
             inputs: ``(B, C, X, Y, Z)`` volumes (a ``MetaTensor`` keeps its metadata in the output).
             network: maps ``(N, C, S, S)`` slices to ``(N,)`` or ``(N, 1)`` logits.
-            args: extra positional arguments for ``network``.
-            kwargs: extra keyword arguments for ``network``.
+            args: extra positional arguments for ``network`` (ToNNO mode).
+            kwargs: extra keyword arguments for ``network`` (ToNNO mode).
 
         Returns:
             ``(B, 1, X, Y, Z)`` float heatmap on ``device``, with the input's metadata.
         """
         _check_inputs(inputs)
         device = torch.device(self.device) if self.device is not None else inputs.device
-        heatmaps = [
-            self._reconstruct(inputs, index, network, *args, **kwargs).to(device) for index in range(len(inputs))
-        ]
+        score = self._scorer(network, *args, **kwargs)
+        heatmaps = [self._reconstruct(inputs, index, score).to(device) for index in range(len(inputs))]
         output = torch.stack(heatmaps)[:, None]
         if isinstance(inputs, MetaTensor):
             output = convert_to_dst_type(output, inputs, device=device, dtype=output.dtype)[0]
         return output
 
-    def profiles(
-        self, volume: torch.Tensor, geometry: VolumeGeometry, network: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The network's logit profiles of one ``(C, X, Y, Z)`` volume: ``(L, M + 2)`` logits and ``(L, 3)`` normals."""
-        sw_device = torch.device(self.sw_device) if self.sw_device is not None else volume.device
-        volume = torch.as_tensor(volume, device=sw_device).float()
-        directions = fibonacci_directions(self.num_angles, self.hemisphere)
-        frames = tuple(axis.to(device=sw_device, dtype=volume.dtype) for axis in orthonormal_frames(directions))
-        offsets, _ = profile_offsets(self.num_slices, device=sw_device)
-        per_direction = offsets.shape[0]
-        total = self.num_angles * per_direction
-        logits = []
-        with tqdm(total=self.num_angles, unit="direction", disable=not self.progress, leave=False) as bar:
-            for start in range(0, total, self.sw_batch_size):
-                stop = min(start + self.sw_batch_size, total)
-                slices = profile_slices(volume, geometry, frames, offsets, start, stop, self.slice_size)
-                logits.append(self._score(network, slices, *args, **kwargs))
-                bar.update(stop // per_direction - bar.n)
-        return torch.cat(logits).reshape(self.num_angles, per_direction), frames[0]
+    def _scorer(self, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The function from a batch of slices to what is reconstructed: logits ``(N,)`` or maps ``(N, h, w)``."""
+        if self.mode == "tonno":
+            return lambda slices: _logits(network, slices, *args, **kwargs)
+        if callable(self.cam_method):
+            method = self.cam_method
+            return lambda slices: method(network, slices)
+        if not isinstance(network, nn.Module):
+            raise TypeError(f"the CAM modes need an nn.Module network, got {type(network).__name__}.")
+        return SliceCAM(network, self.cam_layer, self.cam_method)
 
     def _reconstruct(
-        self, inputs: torch.Tensor, index: int, network: Callable[..., Any], *args: Any, **kwargs: Any
+        self, inputs: torch.Tensor, index: int, score: Callable[[torch.Tensor], torch.Tensor]
     ) -> torch.Tensor:
         volume = inputs[index]
         volume = volume.as_tensor() if isinstance(volume, MetaTensor) else volume
         spacing = self.spacing if self.spacing is not None else _spacing_of(inputs, index)
         geometry = VolumeGeometry(tuple(volume.shape[1:]), spacing, self.fov)
-        profiles, directions = self.profiles(volume, geometry, network, *args, **kwargs)
-        points = geometry.voxel_points(dtype=profiles.dtype, device=profiles.device)
-        heatmap = filtered_backprojection(profiles, directions, points, self.backprojection_chunk)
+        sw_device = torch.device(self.sw_device) if self.sw_device is not None else volume.device
+        volume = volume.to(sw_device).float()
+        directions = fibonacci_directions(self.num_angles, self.hemisphere)
+        frames = tuple(axis.to(device=sw_device, dtype=volume.dtype) for axis in orthonormal_frames(directions))
+        offsets, step = profile_offsets(self.num_slices, device=sw_device)
+        points = geometry.voxel_points(dtype=volume.dtype, device=sw_device)
+        per_direction = offsets.shape[0]
+        total = self.num_angles * per_direction
+        heatmap = points.new_zeros(points.shape[0])
+        pending: list[torch.Tensor] = []  # outputs of slices whose direction is not yet reconstructed
+        done = 0  # directions reconstructed so far
+        with tqdm(total=self.num_angles, unit="direction", disable=not self.progress, leave=False) as bar:
+            for start in range(0, total, self.sw_batch_size):
+                stop = min(start + self.sw_batch_size, total)
+                pending.append(score(profile_slices(volume, geometry, frames, offsets, start, stop, self.slice_size)))
+                complete = stop // per_direction - done
+                if complete >= self.backprojection_chunk or stop == total:
+                    outputs = torch.cat(pending)
+                    used = complete * per_direction
+                    stacks = outputs[:used].reshape(complete, per_direction, *outputs.shape[1:])
+                    chunk = tuple(axis[done : done + complete] for axis in frames)
+                    heatmap = heatmap + self._backproject(stacks, chunk, points, step)
+                    pending = [outputs[used:]]
+                    done += complete
+                    bar.update(complete)
         return heatmap.reshape(geometry.shape)
 
-    @staticmethod
-    def _score(network: Callable[..., Any], slices: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        logits = network(slices, *args, **kwargs)
-        if not isinstance(logits, torch.Tensor):
-            raise TypeError(f"the network must return a tensor of logits, got {type(logits).__name__}.")
-        count = slices.shape[0]
-        if logits.shape not in ((count,), (count, 1)):
-            raise ValueError(
-                f"the network must return one logit per slice, shape ({count},) or ({count}, 1) for {count} slices, "
-                f"got shape {tuple(logits.shape)}."
-            )
-        return logits.reshape(count).float()
+    def _backproject(
+        self,
+        stacks: torch.Tensor,
+        frames: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        points: torch.Tensor,
+        step: float,
+    ) -> torch.Tensor:
+        """This share of directions' contribution to the heatmap (shares add up to the whole)."""
+        if self.mode == "tonno":
+            return filtered_backprojection(stacks, frames[0], points, self.backprojection_chunk, self.num_angles)
+        if self.mode == "averaged_cam":
+            return backproject_stacks(stacks[:, 1:-1], frames, points, self.slice_size) / self.num_angles
+        filtered = second_difference(stacks.movedim(1, -1), step).movedim(-1, 1)
+        weight = RADON_INVERSION_CONSTANT * SPHERE_AREA / self.num_angles
+        return weight * backproject_stacks(filtered, frames, points, self.slice_size)
+
+
+def _logits(network: Callable[..., Any], slices: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    logits = network(slices, *args, **kwargs)
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"the network must return a tensor of logits, got {type(logits).__name__}.")
+    count = slices.shape[0]
+    if logits.shape not in ((count,), (count, 1)):
+        raise ValueError(
+            f"the network must return one logit per slice, shape ({count},) or ({count}, 1) for {count} slices, "
+            f"got shape {tuple(logits.shape)}."
+        )
+    return logits.reshape(count).float()

@@ -1,0 +1,122 @@
+# Copyright (c) monai_tonno contributors
+# SPDX-License-Identifier: Apache-2.0
+"""Class activation maps of a 2D slice classifier: GradCAM, GradCAM++ and LayerCAM behind one interface.
+
+The formulas follow MONAI's ``GradCAM`` / ``GradCAMpp`` (``monai.visualize``) and LayerCAM (P.-T. Jiang et al.,
+*LayerCAM: Exploring Hierarchical Class Activation Maps for Localization*, IEEE TIP 2021):
+
+- GradCAM: ``ReLU(sum_c mean_xy(dy/dA_c) A_c)``;
+- GradCAM++: ``ReLU(sum_c w_c A_c)``, ``w_c = sum_xy alpha_c ReLU(exp(y) g_c)``, ``g = dy/dA``,
+  ``alpha = g^2 / (2 g^2 + sum_xy(A g^3))``;
+- LayerCAM: ``ReLU(sum_c ReLU(dy/dA_c) A_c)``, a weight per location.
+
+Unlike MONAI's classes, the hooks live only for the duration of a call, gradients are enabled inside the call
+(so it works within ``torch.no_grad()``, as in ``SupervisedEvaluator``), and maps stay raw (no upsampling, no
+normalisation) at the layer's resolution, which is what Averaged and Tomographic CAM need.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["CAM_METHODS", "SliceCAM", "average_pooling_cam", "cam_layer_names"]
+
+CAM_METHODS = ("gradcam", "gradcampp", "layercam")
+
+
+def cam_layer_names(network: nn.Module) -> list[str]:
+    """Names a CAM can be taken at: the network's named sub-modules (``"layer1"`` .. ``"layer4"`` for ResNets)."""
+    return [name for name, _ in network.named_modules() if name]
+
+
+def _combine(method: str, activations: torch.Tensor, gradients: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    if method == "layercam":
+        return torch.relu((torch.relu(gradients) * activations).sum(dim=1))
+    if method == "gradcam":
+        weights = gradients.mean(dim=(2, 3), keepdim=True)
+    else:  # GradCAM++ explains exp(logit): its gradient is exp(logit) * g, and alpha is written with g
+        squared = gradients.pow(2)
+        denominator = 2 * squared + (activations * gradients.pow(3)).sum(dim=(2, 3), keepdim=True)
+        alpha = squared / (torch.where(denominator != 0, denominator, torch.ones_like(denominator)) + 1e-7)
+        positive = torch.relu(logits.exp()[:, None, None, None] * gradients)
+        weights = (alpha * positive).sum(dim=(2, 3), keepdim=True)
+    return torch.relu((weights * activations).sum(dim=1))
+
+
+class SliceCAM:
+    """Raw class activation maps of a batch of slices at one layer, with one backward pass for the whole batch.
+
+    Example::
+
+        cam = SliceCAM(classifier, "layer2", method="layercam")
+        maps = cam(slices)  # (N, H / 8, W / 8) for a timm ResNet
+
+    Args:
+        network: a 2D classifier mapping ``(N, C, H, W)`` to ``(N, K)`` logits. Samples must be independent
+            (eval-mode or frozen batch norm, group norm), since one backward pass serves the whole batch.
+        layer: name of the sub-module whose output is explained, see :func:`cam_layer_names`.
+        method: ``"gradcam"``, ``"gradcampp"`` or ``"layercam"``.
+        class_index: the logit to explain.
+
+    Raises:
+        ValueError: an unknown method, or a layer name the network does not have (the valid names are listed).
+    """
+
+    def __init__(self, network: nn.Module, layer: str, method: str = "layercam", class_index: int = 0) -> None:
+        if method not in CAM_METHODS:
+            raise ValueError(f"method must be one of {CAM_METHODS}, got {method!r}.")
+        modules = dict(network.named_modules())
+        if layer not in modules or not layer:
+            top = [name for name, _ in network.named_children()]
+            raise ValueError(
+                f"the network has no layer {layer!r}; top-level layers: {top} "
+                f"(any of the {len(modules) - 1} names of network.named_modules() is valid)."
+            )
+        self.network = network
+        self.layer = layer
+        self.module = modules[layer]
+        self.method = method
+        self.class_index = class_index
+
+    def __call__(self, slices: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` slices to ``(N, h, w)`` maps at the layer's resolution."""
+        return self.maps_and_logits(slices)[0]
+
+    def maps_and_logits(self, slices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The maps and the explained logits ``(N,)``."""
+        captured: dict[str, torch.Tensor] = {}
+
+        def keep(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+            captured["activations"] = output
+
+        handle = self.module.register_forward_hook(keep)
+        try:
+            with torch.enable_grad():
+                inputs = slices.detach().requires_grad_(True)
+                logits = self.network(inputs)
+                logits = logits.reshape(logits.shape[0], -1)[:, self.class_index]
+                if "activations" not in captured:
+                    raise RuntimeError(f"layer {self.layer!r} was not used in the network's forward pass.")
+                activations = captured["activations"]
+                (gradients,) = torch.autograd.grad(logits.sum(), activations)
+                maps = _combine(self.method, activations.detach(), gradients.detach(), logits.detach())
+        finally:
+            handle.remove()
+        return maps, logits.detach()
+
+
+def average_pooling_cam(kernel: int):
+    """A stand-in "CAM" of resolution ``slice_size / kernel``: each slice average-pooled, channels summed.
+
+    Used as ``TomographicInferer(mode=..., cam_method=average_pooling_cam(k))`` it reproduces the paper's
+    Figure 4: with ``kernel=1`` Averaged CAM gives the input back; as ``kernel`` grows Averaged CAM blurs while
+    Tomographic CAM keeps the edges. The network argument is ignored.
+    """
+    if kernel < 1:
+        raise ValueError(f"kernel must be at least 1, got {kernel}.")
+
+    def pooled(network: object, slices: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.avg_pool2d(slices, kernel).sum(dim=1)
+
+    return pooled
