@@ -17,45 +17,20 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 
 from monai_tonno import SliceSum, TomographicInferer
 from monai_tonno.data import ellipsoid_phantom
 from monai_tonno.geometry import VolumeGeometry
-
-
-def orthogonal_views(volume: np.ndarray, low: float, high: float, zoom: int = 4) -> Image.Image:
-    """Central slices along the three array axes, side by side, grey levels windowed to ``[low, high]``."""
-    centre = [n // 2 for n in volume.shape]
-    views = [volume[centre[0]], volume[:, centre[1]], volume[:, :, centre[2]]]
-    tiles = []
-    for view in views:
-        grey = np.clip((view - low) / (high - low), 0, 1) * 255
-        tile = Image.fromarray(np.ascontiguousarray(grey.T[::-1]).astype(np.uint8))
-        tiles.append(tile.resize((tile.width * zoom, tile.height * zoom), Image.NEAREST))
-    strip = Image.new("L", (sum(t.width for t in tiles) + 8 * (len(tiles) - 1), max(t.height for t in tiles)))
-    x = 0
-    for tile in tiles:
-        strip.paste(tile, (x, 0))
-        x += tile.width + 8
-    return strip
+from monai_tonno.visualize import grey, labelled_grid, orthogonal_views
 
 
 def save_figure(phantom: np.ndarray, reconstruction: np.ndarray, path: Path) -> None:
     # a narrow window shows the phantom's low-contrast inner ellipsoids
-    low, high = 0.0, 0.4
-    rows = [
-        ("input", orthogonal_views(phantom, low, high)),
-        ("reconstruction", orthogonal_views(reconstruction, low, high)),
-    ]
-    width, height = rows[0][1].width, rows[0][1].height
-    figure = Image.new("L", (width, 2 * (height + 20)), color=255)
-    draw = ImageDraw.Draw(figure)
-    for index, (title, strip) in enumerate(rows):
-        top = index * (height + 20)
-        draw.text((4, top + 4), title, fill=0)
-        figure.paste(strip, (0, top + 20))
-    figure.save(path)
+    window = lambda view: grey(view, 0.0, 0.4)  # noqa: E731
+    labelled_grid(
+        [("input", orthogonal_views(phantom, window)), ("reconstruction", orthogonal_views(reconstruction, window))],
+        path,
+    )
 
 
 def main() -> None:

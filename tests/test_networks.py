@@ -103,3 +103,18 @@ def test_failed_hub_download_says_how_to_use_a_local_file(monkeypatch):
     monkeypatch.setattr(timm, "create_model", offline)
     with pytest.raises(RuntimeError, match="pretrained='/path/to/file.pth'"):
         create_slice_classifier("test_resnet", pretrained=True)
+
+
+def test_imagenet_batch_norm_checkpoint_into_group_norm_and_group_norm_checkpoint_back(tmp_path):
+    imagenet = timm.create_model("test_resnet", num_classes=1000, in_chans=3)
+    path = tmp_path / "imagenet.pth"
+    torch.save(imagenet.state_dict(), path)
+    model = create_slice_classifier("test_resnet", in_channels=1, norm="group", pretrained=path)
+    torch.testing.assert_close(model.state_dict()["bn1.weight"], imagenet.state_dict()["bn1.weight"])
+    trained = tmp_path / "trained.pt"
+    torch.save(model.state_dict(), trained)
+    again = create_slice_classifier("test_resnet", in_channels=1, norm="group", pretrained=trained)
+    x = torch.rand(2, 1, 32, 32)
+    torch.testing.assert_close(again.eval()(x), model.eval()(x))
+    with pytest.raises(ValueError, match="missing"):  # no batch statistics in a GroupNorm checkpoint
+        create_slice_classifier("test_resnet", in_channels=1, norm="batch", pretrained=trained)

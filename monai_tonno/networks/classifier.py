@@ -16,6 +16,7 @@ from torch import nn
 __all__ = ["NORM_TYPES", "create_slice_classifier", "load_pretrained_file", "replace_batch_norm_with_group_norm"]
 
 NORM_TYPES = ("frozen_batch", "group", "batch")
+_BATCH_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
 _WRAPPER_KEYS = ("state_dict", "model", "network", "state_dict_ema", "model_state_dict")
 
 
@@ -71,7 +72,7 @@ def load_pretrained_file(model: nn.Module, path: str | Path) -> nn.Module:
 
     A stem trained on 3-channel (ImageNet) images is adapted to the model's input channels as timm does it
     (summed for 1 channel, repeated and rescaled for more); a classifier head of another size (1000 ImageNet
-    classes) is left at its initialisation.
+    classes) is left at its initialisation; batch statistics are dropped when the model has GroupNorm instead.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -99,6 +100,8 @@ def load_pretrained_file(model: nn.Module, path: str | Path) -> nn.Module:
         raise ValueError(f"weights in {str(path)!r} do not fit the model: shapes differ for {mismatched[:5]}.")
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k not in skipped and not k.endswith("num_batches_tracked")]
+    # batch statistics of a BN checkpoint have no place in a GroupNorm model (its affine parameters do load)
+    unexpected = [k for k in unexpected if not k.endswith(_BATCH_STATISTICS)]
     if missing or unexpected:
         raise ValueError(
             f"weights in {str(path)!r} do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}."
@@ -153,12 +156,13 @@ def create_slice_classifier(
             ) from error
     else:
         model = timm.create_model(name, pretrained=False, **options)
-        if pretrained:
-            load_pretrained_file(model, pretrained)
     if norm == "frozen_batch":
         model = freeze_batch_norm_2d(model)
     elif norm == "group":
         model = replace_batch_norm_with_group_norm(model, groups)
+    if pretrained and pretrained is not True:
+        # after the conversion, so that checkpoints of converted models (e.g. trained with GroupNorm) load too
+        load_pretrained_file(model, pretrained)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
