@@ -113,9 +113,11 @@ def peak(volume: torch.Tensor) -> torch.Tensor:
 )
 def test_cams_peak_at_the_bright_region(inferer):
     volume = bright_ball()
+    network = BrightSpotNet().eval()
     with torch.no_grad():  # as inside SupervisedEvaluator: the CAMs enable gradients themselves
-        heatmap = inferer(volume, BrightSpotNet().eval())
+        heatmap = inferer(volume, network)
     assert heatmap.shape == volume.shape
+    assert all(not m._forward_hooks for m in network.modules())
     assert float((peak(heatmap) - torch.tensor([13.0, 6.0, 9.0])).norm()) <= 3.0  # inside the ball
 
 
