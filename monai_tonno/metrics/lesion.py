@@ -1,0 +1,183 @@
+# Copyright (c) monai_tonno contributors
+# SPDX-License-Identifier: Apache-2.0
+"""Lesion-wise detection metrics from connected components, Dice, MaxIoU and volume-level detection.
+
+Conventions (paper Section 4.4, written down here because the paper's appendix is missing):
+
+- components are 26-connected; a predicted component is a *true positive* if it overlaps a ground-truth
+  component; a ground-truth component is *detected* if a predicted component overlaps it;
+- precision = TP predicted components / predicted components, and 1 when nothing is predicted (no false
+  claim); recall = detected / ground-truth components, and 1 when there is nothing to find; F1 is their harmonic
+  mean, 0 when either is 0 (so an empty prediction of a lesion volume scores F1 = 0, and any component in a
+  lesion-free volume scores F1 = 0; an empty prediction of an empty volume scores 1);
+- Dice of empty prediction and empty ground truth is 1;
+- MaxIoU is the IoU between the ground-truth box and the bounding box of the predicted component that overlaps
+  it best (0 when no component);
+- a volume is called positive when any predicted component survives postprocessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from monai.metrics import CumulativeIterationMetric
+from scipy import ndimage
+
+from monai_tonno.metrics.classification import balanced_accuracy
+
+__all__ = [
+    "LesionCounts",
+    "LesionDetectionMetric",
+    "MaxIoUMetric",
+    "VolumeDetectionMetric",
+    "dice",
+    "lesion_counts",
+    "max_iou",
+    "precision_recall_f1",
+]
+
+_STRUCTURE = ndimage.generate_binary_structure(3, 3)
+
+
+@dataclass(frozen=True)
+class LesionCounts:
+    """Component counts of one volume."""
+
+    predicted: int
+    true_positive: int
+    ground_truth: int
+    detected: int
+
+
+def _labels(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    return ndimage.label(mask > 0, structure=_STRUCTURE)
+
+
+def _as_array(mask) -> np.ndarray:
+    array = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    return array.reshape(array.shape[-3:]) if array.ndim > 3 else array
+
+
+def lesion_counts(prediction, ground_truth) -> LesionCounts:
+    """Count the predicted and ground-truth components of two ``(X, Y, Z)`` masks and their matches."""
+    pred, truth = _as_array(prediction), _as_array(ground_truth)
+    if pred.shape != truth.shape:
+        raise ValueError(f"prediction and ground truth differ in shape: {pred.shape} and {truth.shape}.")
+    pred_labels, num_pred = _labels(pred)
+    truth_labels, num_truth = _labels(truth)
+    overlap = (pred_labels > 0) & (truth_labels > 0)
+    true_positive = len(np.unique(pred_labels[overlap]))
+    detected = len(np.unique(truth_labels[overlap]))
+    return LesionCounts(num_pred, true_positive, num_truth, detected)
+
+
+def precision_recall_f1(counts: LesionCounts) -> tuple[float, float, float]:
+    """Lesion-wise precision, recall and F1 of one volume, with the conventions of this module."""
+    precision = counts.true_positive / counts.predicted if counts.predicted else 1.0
+    recall = counts.detected / counts.ground_truth if counts.ground_truth else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return precision, recall, f1
+
+
+def dice(prediction, ground_truth) -> float:
+    """Dice of two binary masks; 1 when both are empty."""
+    pred, truth = _as_array(prediction) > 0, _as_array(ground_truth) > 0
+    total = pred.sum() + truth.sum()
+    return 1.0 if total == 0 else float(2 * (pred & truth).sum() / total)
+
+
+def _box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    where = np.nonzero(mask)
+    return np.array([w.min() for w in where]), np.array([w.max() + 1 for w in where])
+
+
+def _box_iou(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
+    low, high = np.maximum(a[0], b[0]), np.minimum(a[1], b[1])
+    intersection = float(np.prod(np.clip(high - low, 0, None)))
+    union = float(np.prod(a[1] - a[0]) + np.prod(b[1] - b[0]) - intersection)
+    return intersection / union if union else 0.0
+
+
+def max_iou(prediction, box_mask) -> float:
+    """IoU of the ground-truth box (the bounding box of ``box_mask``) and the best predicted component's box."""
+    pred, truth = _as_array(prediction), _as_array(box_mask) > 0
+    if not truth.any():
+        raise ValueError("MaxIoU needs a ground-truth box; the box mask is empty.")
+    labels, count = _labels(pred)
+    target = _box(truth)
+    return max((_box_iou(_box(labels == k), target) for k in range(1, count + 1)), default=0.0)
+
+
+class _PerVolumeMetric(CumulativeIterationMetric):
+    """Accumulates one row of numbers per volume of a batch of ``(B, 1, X, Y, Z)`` predictions."""
+
+    def _row(self, prediction: np.ndarray, ground_truth: np.ndarray) -> list[float]:
+        raise NotImplementedError
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+        if y is None:
+            raise ValueError("a ground truth is needed.")
+        rows = [self._row(_as_array(p), _as_array(t)) for p, t in zip(y_pred, y, strict=True)]
+        return torch.tensor(rows, dtype=torch.float64)
+
+    def _buffer(self) -> torch.Tensor:
+        data = self.get_buffer()
+        if not isinstance(data, torch.Tensor) or data.numel() == 0:
+            raise ValueError("no volume was accumulated.")
+        return data
+
+
+class LesionDetectionMetric(_PerVolumeMetric):
+    """Lesion-wise precision, recall, F1 and Dice, each the mean over volumes (``reduction="mean"``) or, for
+    precision, recall and F1, from counts pooled over all volumes (``reduction="pooled"``).
+
+    ``aggregate()`` returns ``{"precision", "recall", "f1", "dice"}``.
+    """
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        if reduction not in ("mean", "pooled"):
+            raise ValueError(f"reduction must be 'mean' or 'pooled', got {reduction!r}.")
+        self.reduction = reduction
+
+    def _row(self, prediction: np.ndarray, ground_truth: np.ndarray) -> list[float]:
+        counts = lesion_counts(prediction, ground_truth)
+        return [*precision_recall_f1(counts), dice(prediction, ground_truth), *vars(counts).values()]
+
+    def aggregate(self) -> dict[str, float]:  # type: ignore[override]
+        data = self._buffer()
+        result = {"dice": float(data[:, 3].mean())}
+        if self.reduction == "mean":
+            result.update(
+                precision=float(data[:, 0].mean()), recall=float(data[:, 1].mean()), f1=float(data[:, 2].mean())
+            )
+        else:
+            totals = data[:, 4:].sum(0).long().tolist()
+            precision, recall, f1 = precision_recall_f1(LesionCounts(*totals))
+            result.update(precision=precision, recall=recall, f1=f1)
+        return result
+
+
+class MaxIoUMetric(_PerVolumeMetric):
+    """Mean MaxIoU over volumes whose ground truth is a box mask (volumes without a box are skipped)."""
+
+    def _row(self, prediction: np.ndarray, ground_truth: np.ndarray) -> list[float]:
+        return [max_iou(prediction, ground_truth) if ground_truth.any() else float("nan")]
+
+    def aggregate(self) -> float:  # type: ignore[override]
+        values = self._buffer()[:, 0]
+        values = values[~torch.isnan(values)]
+        return float(values.mean()) if values.numel() else float("nan")
+
+
+class VolumeDetectionMetric(_PerVolumeMetric):
+    """Balanced accuracy of calling a volume positive when any predicted component survives."""
+
+    def _row(self, prediction: np.ndarray, ground_truth: np.ndarray) -> list[float]:
+        return [float(prediction.any()), float(ground_truth.any())]
+
+    def aggregate(self) -> float:  # type: ignore[override]
+        data = self._buffer()
+        return balanced_accuracy(data[:, 0] > 0, data[:, 1] > 0)
