@@ -52,3 +52,38 @@ def test_dictionary_versions_write_the_mask_beside_the_heatmap():
     data = Binarized(keys="pred", output_keys="mask", strategy="fixed", value=0.5)({"pred": heatmap})
     data = ConnectedComponentsd(keys="mask", min_size=2)(data)
     assert int((data["mask"] > 0).sum()) == 8 and torch.equal(data["pred"], heatmap)
+
+
+def blob_heatmaps(count: int = 3, seed: int = 0):
+    """Heatmaps that are smooth bumps around ball lesions, plus noise, and the lesion masks."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(16)] * 3, indexing="ij"), -1)
+    heatmaps, masks = [], []
+    for _ in range(count):
+        centre = rng.integers(4, 12, size=3)
+        distance = np.linalg.norm(grid - centre, axis=-1)
+        masks.append((distance <= 3).astype(np.uint8))
+        heatmaps.append(np.exp(-(distance**2) / 18) + 0.05 * rng.standard_normal(distance.shape))
+    return heatmaps, masks
+
+
+def test_fitted_threshold_maximises_the_score_and_is_reused(tmp_path):
+    from monai_tonno.metrics import dice
+    from monai_tonno.transforms import fit_threshold, save_threshold
+
+    heatmaps, masks = blob_heatmaps()
+    threshold, best = fit_threshold(heatmaps, masks, score="dice")
+    brute_force = max(
+        np.mean([dice(h > other, m) for h, m in zip(heatmaps, masks, strict=True)])
+        for other in np.linspace(0.05, 0.95, 361)
+    )
+    assert best >= brute_force - 0.01  # a search over 2 x 64 candidates, against 361 thresholds tried one by one
+    assert best > 0.8
+    path = save_threshold(tmp_path / "models" / "threshold.json", threshold, "dice", best)
+    binarize = Binarized(keys="pred", output_keys="mask", strategy="fitted", threshold_file=str(path))
+    out = binarize({"pred": torch.as_tensor(heatmaps[0])[None]})["mask"]
+    assert torch.equal(out[0], torch.as_tensor(heatmaps[0] > threshold).to(torch.uint8))
+    with pytest.raises(FileNotFoundError, match="fit one on validation volumes"):
+        Binarize("fitted", threshold_file=str(tmp_path / "missing.json"))
+    with pytest.raises(ValueError, match="threshold_file"):
+        Binarize("fitted")

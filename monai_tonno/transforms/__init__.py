@@ -5,9 +5,11 @@
 from monai_tonno.transforms.array import ObliqueSlice, RandObliqueSlice
 from monai_tonno.transforms.dictionary import Binarized, ConnectedComponentsd, ObliqueSliced, RandObliqueSliced
 from monai_tonno.transforms.postprocess import BINARIZE_STRATEGIES, Binarize, ConnectedComponents, otsu_threshold
+from monai_tonno.transforms.threshold import FIT_SCORES, fit_threshold, load_threshold, save_threshold
 
 __all__ = [
     "BINARIZE_STRATEGIES",
+    "FIT_SCORES",
     "Binarize",
     "Binarized",
     "ConnectedComponents",
@@ -16,5 +18,8 @@ __all__ = [
     "ObliqueSliced",
     "RandObliqueSlice",
     "RandObliqueSliced",
+    "fit_threshold",
+    "load_threshold",
     "otsu_threshold",
+    "save_threshold",
 ]

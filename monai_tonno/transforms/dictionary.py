@@ -137,6 +137,7 @@ class Binarized(MapTransform):
         value: threshold or quantile.
         polarity: ``"positive"`` or ``"negative"``.
         min_threshold: lower bound of the threshold.
+        threshold_file: the JSON file of the ``"fitted"`` strategy.
         allow_missing_keys: do not raise for missing keys.
     """
 
@@ -150,11 +151,12 @@ class Binarized(MapTransform):
         value: float = 0.0,
         polarity: str = "positive",
         min_threshold: float | None = 0.0,
+        threshold_file: str | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_keys = ensure_tuple_rep(output_keys, len(self.keys)) if output_keys else self.keys
-        self.binarize = Binarize(strategy, value, polarity, min_threshold)
+        self.binarize = Binarize(strategy, value, polarity, min_threshold, threshold_file)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)

@@ -14,7 +14,7 @@ from scipy import ndimage
 
 __all__ = ["BINARIZE_STRATEGIES", "Binarize", "ConnectedComponents", "otsu_threshold"]
 
-BINARIZE_STRATEGIES = ("fixed", "quantile", "otsu")
+BINARIZE_STRATEGIES = ("fixed", "quantile", "otsu", "fitted")
 
 
 def otsu_threshold(values: torch.Tensor, bins: int = 256) -> float:
@@ -46,16 +46,24 @@ class Binarize(Transform):
 
     Args:
         strategy: ``"fixed"`` (``value`` is the threshold), ``"quantile"`` (``value`` in ``[0, 1]`` is a quantile
-            of the heatmap's voxels) or ``"otsu"`` (Otsu's threshold of the positive voxels).
+            of the heatmap's voxels), ``"otsu"`` (Otsu's threshold of the positive voxels) or ``"fitted"`` (the
+            threshold fitted on validation volumes and saved in ``threshold_file``, see
+            :func:`~monai_tonno.transforms.fit_threshold`).
         value: the threshold or the quantile.
         polarity: ``"positive"`` or ``"negative"``.
         min_threshold: the threshold never goes below this (e.g. 0, so that a negative volume stays empty).
+        threshold_file: the JSON file of the ``"fitted"`` strategy.
     """
 
     backend = [TransformBackends.TORCH]
 
     def __init__(
-        self, strategy: str = "otsu", value: float = 0.0, polarity: str = "positive", min_threshold: float | None = 0.0
+        self,
+        strategy: str = "otsu",
+        value: float = 0.0,
+        polarity: str = "positive",
+        min_threshold: float | None = 0.0,
+        threshold_file: str | None = None,
     ) -> None:
         if strategy not in BINARIZE_STRATEGIES:
             raise ValueError(f"strategy must be one of {BINARIZE_STRATEGIES}, got {strategy!r}.")
@@ -63,6 +71,12 @@ class Binarize(Transform):
             raise ValueError(f"a quantile must be in [0, 1], got {value}.")
         if polarity not in ("positive", "negative"):
             raise ValueError(f"polarity must be 'positive' or 'negative', got {polarity!r}.")
+        if strategy == "fitted":
+            from monai_tonno.transforms.threshold import load_threshold
+
+            if not threshold_file:
+                raise ValueError("the 'fitted' strategy needs threshold_file, the JSON written by save_threshold.")
+            value = load_threshold(threshold_file)
         self.strategy = strategy
         self.value = float(value)
         self.polarity = polarity
@@ -70,7 +84,7 @@ class Binarize(Transform):
 
     def threshold(self, heatmap: torch.Tensor) -> float:
         """The threshold this transform would apply to ``heatmap`` (after the polarity flip)."""
-        if self.strategy == "fixed":
+        if self.strategy in ("fixed", "fitted"):
             threshold = self.value
         elif self.strategy == "quantile":
             threshold = float(
