@@ -143,3 +143,22 @@ def test_figure_4_averaged_blurs_and_tomographic_keeps_edges():
     assert scores["averaged_cam", 1] > 0.93  # full-resolution "CAMs" averaged give the input back
     assert scores["averaged_cam", 16] < scores["averaged_cam", 1] - 0.3  # coarse ones blur it
     assert scores["tomographic_cam", 16] > scores["averaged_cam", 16] + 0.2  # the second difference sharpens
+
+
+def test_many_reconstructions_from_one_pass_equal_the_single_ones():
+    network = SmallNet().eval()
+    volume = torch.rand(1, 1, 12, 12, 12)
+    settings = {"num_angles": 6, "num_slices": 6, "slice_size": 16, "sw_batch_size": 10}
+    requests = [("tonno", None, None), ("averaged_cam", "layercam", "layer1"), ("tomographic_cam", "gradcam", "layer2")]
+    many = TomographicInferer(**settings).reconstruct_many(volume, network, requests)
+    single = {
+        requests[0]: TomographicInferer(**settings)(volume, network),
+        requests[1]: TomographicInferer(**settings, mode="averaged_cam", cam_layer="layer1")(volume, network),
+        requests[2]: TomographicInferer(**settings, mode="tomographic_cam", cam_method="gradcam", cam_layer="layer2")(
+            volume, network
+        ),
+    }
+    for key, heatmap in single.items():
+        torch.testing.assert_close(many[key], heatmap.detach(), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="needs a CAM method"):
+        TomographicInferer(**settings).reconstruct_many(volume, network, [("averaged_cam", None, None)])

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import torch
@@ -165,14 +165,45 @@ class TomographicInferer(Inferer):
         Returns:
             ``(B, 1, X, Y, Z)`` float heatmap on ``device``, with the input's metadata.
         """
-        _check_inputs(inputs)
-        device = torch.device(self.device) if self.device is not None else inputs.device
         score = self._scorer(network, *args, **kwargs)
-        heatmaps = [self._reconstruct(inputs, index, score).to(device) for index in range(len(inputs))]
-        output = torch.stack(heatmaps)[:, None]
-        if isinstance(inputs, MetaTensor):
-            output = convert_to_dst_type(output, inputs, device=device, dtype=output.dtype)[0]
-        return output
+        return self._run(inputs, lambda slices: {self.mode: score(slices)}, {self.mode: self.mode})[self.mode]
+
+    def reconstruct_many(
+        self, inputs: torch.Tensor, network: nn.Module, outputs: Sequence[tuple[str, str | None, str | None]]
+    ) -> dict[tuple[str, str | None, str | None], torch.Tensor]:
+        """Several heatmaps from one pass over the slices: ToNNO and CAM modes at several layers and methods.
+
+        Every slice goes through the network once forward and once backward, whatever the number of outputs, so
+        comparing methods costs little more than the most expensive of them (the evaluation protocol of the
+        paper's Table 2 does this).
+
+        Args:
+            inputs: ``(B, C, X, Y, Z)`` volumes.
+            network: the slice classifier.
+            outputs: ``(mode, cam_method, cam_layer)`` triples, e.g. ``("tonno", None, None)``,
+                ``("tomographic_cam", "layercam", "layer3")``.
+
+        Returns:
+            one ``(B, 1, X, Y, Z)`` heatmap per requested triple.
+        """
+        for mode, method, layer in outputs:
+            if mode not in TOMOGRAPHIC_MODES:
+                raise ValueError(f"mode must be one of {TOMOGRAPHIC_MODES}, got {mode!r}.")
+            if mode != "tonno" and (method not in CAM_METHODS or not layer):
+                raise ValueError(
+                    f"{mode} needs a CAM method from {CAM_METHODS} and a layer, got {method!r}, {layer!r}."
+                )
+        methods = sorted({m for mode, m, _ in outputs if mode != "tonno"})
+        layers = sorted({layer for mode, _, layer in outputs if mode != "tonno"})
+        cams = SliceCAM(network, layers, methods) if methods else None
+
+        def score(slices: torch.Tensor) -> dict:
+            if cams is None:
+                return {("tonno", None, None): _logits(network, slices)}
+            maps, logits = cams.all_maps(slices)
+            return {key: logits if key[0] == "tonno" else maps[key[1], key[2]] for key in outputs}
+
+        return self._run(inputs, score, {key: key[0] for key in outputs})
 
     def _scorer(self, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[torch.Tensor], torch.Tensor]:
         """The function from a batch of slices to what is reconstructed: logits ``(N,)`` or maps ``(N, h, w)``."""
@@ -185,9 +216,24 @@ class TomographicInferer(Inferer):
             raise TypeError(f"the CAM modes need an nn.Module network, got {type(network).__name__}.")
         return SliceCAM(network, self.cam_layer, self.cam_method)
 
+    def _run(
+        self, inputs: torch.Tensor, score: Callable[[torch.Tensor], dict], modes: dict[Hashable, str]
+    ) -> dict[Hashable, torch.Tensor]:
+        """Heatmaps ``(B, 1, X, Y, Z)`` of every key of ``modes``, reconstructed from ``score``'s outputs."""
+        _check_inputs(inputs)
+        device = torch.device(self.device) if self.device is not None else inputs.device
+        volumes = [self._reconstruct(inputs, index, score, modes) for index in range(len(inputs))]
+        result = {}
+        for key in modes:
+            output = torch.stack([volume[key].to(device) for volume in volumes])[:, None]
+            if isinstance(inputs, MetaTensor):
+                output = convert_to_dst_type(output, inputs, device=device, dtype=output.dtype)[0]
+            result[key] = output
+        return result
+
     def _reconstruct(
-        self, inputs: torch.Tensor, index: int, score: Callable[[torch.Tensor], torch.Tensor]
-    ) -> torch.Tensor:
+        self, inputs: torch.Tensor, index: int, score: Callable[[torch.Tensor], dict], modes: dict[Hashable, str]
+    ) -> dict[Hashable, torch.Tensor]:
         volume = inputs[index]
         volume = volume.as_tensor() if isinstance(volume, MetaTensor) else volume
         spacing = self.spacing if self.spacing is not None else _spacing_of(inputs, index)
@@ -200,36 +246,40 @@ class TomographicInferer(Inferer):
         points = geometry.voxel_points(dtype=volume.dtype, device=sw_device)
         per_direction = offsets.shape[0]
         total = self.num_angles * per_direction
-        heatmap = points.new_zeros(points.shape[0])
-        pending: list[torch.Tensor] = []  # outputs of slices whose direction is not yet reconstructed
+        heatmaps = {key: points.new_zeros(points.shape[0]) for key in modes}
+        pending: dict[Hashable, list[torch.Tensor]] = {key: [] for key in modes}  # not yet reconstructed
         done = 0  # directions reconstructed so far
         with tqdm(total=self.num_angles, unit="direction", disable=not self.progress, leave=False) as bar:
             for start in range(0, total, self.sw_batch_size):
                 stop = min(start + self.sw_batch_size, total)
-                pending.append(score(profile_slices(volume, geometry, frames, offsets, start, stop, self.slice_size)))
+                scored = score(profile_slices(volume, geometry, frames, offsets, start, stop, self.slice_size))
+                for key in modes:
+                    pending[key].append(scored[key])
                 complete = stop // per_direction - done
                 if complete >= self.backprojection_chunk or stop == total:
-                    outputs = torch.cat(pending)
                     used = complete * per_direction
-                    stacks = outputs[:used].reshape(complete, per_direction, *outputs.shape[1:])
                     chunk = tuple(axis[done : done + complete] for axis in frames)
-                    heatmap = heatmap + self._backproject(stacks, chunk, points, step)
-                    pending = [outputs[used:]]
+                    for key, mode in modes.items():
+                        outputs = torch.cat(pending[key])
+                        stacks = outputs[:used].reshape(complete, per_direction, *outputs.shape[1:])
+                        heatmaps[key] = heatmaps[key] + self._backproject(mode, stacks, chunk, points, step)
+                        pending[key] = [outputs[used:]]
                     done += complete
                     bar.update(complete)
-        return heatmap.reshape(geometry.shape)
+        return {key: heatmap.reshape(geometry.shape) for key, heatmap in heatmaps.items()}
 
     def _backproject(
         self,
+        mode: str,
         stacks: torch.Tensor,
         frames: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
         points: torch.Tensor,
         step: float,
     ) -> torch.Tensor:
-        """This share of directions' contribution to the heatmap (shares add up to the whole)."""
-        if self.mode == "tonno":
+        """This share of directions' contribution to the heatmap of ``mode`` (shares add up to the whole)."""
+        if mode == "tonno":
             return filtered_backprojection(stacks, frames[0], points, self.backprojection_chunk, self.num_angles)
-        if self.mode == "averaged_cam":
+        if mode == "averaged_cam":
             return backproject_stacks(stacks[:, 1:-1], frames, points, self.slice_size) / self.num_angles
         filtered = second_difference(stacks.movedim(1, -1), step).movedim(-1, 1)
         weight = RADON_INVERSION_CONSTANT * SPHERE_AREA / self.num_angles

@@ -17,6 +17,8 @@ normalisation) at the layer's resolution, which is what Averaged and Tomographic
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -44,6 +46,18 @@ def _combine(method: str, activations: torch.Tensor, gradients: torch.Tensor, lo
     return torch.relu((weights * activations).sum(dim=1))
 
 
+def _check_layers(network: nn.Module, layers: Sequence[str]) -> dict[str, nn.Module]:
+    modules = dict(network.named_modules())
+    for layer in layers:
+        if layer not in modules or not layer:
+            top = [name for name, _ in network.named_children()]
+            raise ValueError(
+                f"the network has no layer {layer!r}; top-level layers: {top} "
+                f"(any of the {len(modules) - 1} names of network.named_modules() is valid)."
+            )
+    return {layer: modules[layer] for layer in layers}
+
+
 class SliceCAM:
     """Raw class activation maps of a batch of slices at one layer, with one backward pass for the whole batch.
 
@@ -51,59 +65,72 @@ class SliceCAM:
 
         cam = SliceCAM(classifier, "layer2", method="layercam")
         maps = cam(slices)  # (N, H / 8, W / 8) for a timm ResNet
+        every = SliceCAM(classifier, ["layer1", "layer2"], method=["gradcam", "layercam"])
+        by_key, logits = every.all_maps(slices)  # {("gradcam", "layer1"): ..., ...} from one forward/backward
 
     Args:
         network: a 2D classifier mapping ``(N, C, H, W)`` to ``(N, K)`` logits. Samples must be independent
             (eval-mode or frozen batch norm, group norm), since one backward pass serves the whole batch.
-        layer: name of the sub-module whose output is explained, see :func:`cam_layer_names`.
-        method: ``"gradcam"``, ``"gradcampp"`` or ``"layercam"``.
+        layer: name of the sub-module whose output is explained, see :func:`cam_layer_names`; or several.
+        method: ``"gradcam"``, ``"gradcampp"`` or ``"layercam"``; or several.
         class_index: the logit to explain.
 
     Raises:
         ValueError: an unknown method, or a layer name the network does not have (the valid names are listed).
     """
 
-    def __init__(self, network: nn.Module, layer: str, method: str = "layercam", class_index: int = 0) -> None:
-        if method not in CAM_METHODS:
-            raise ValueError(f"method must be one of {CAM_METHODS}, got {method!r}.")
-        modules = dict(network.named_modules())
-        if layer not in modules or not layer:
-            top = [name for name, _ in network.named_children()]
-            raise ValueError(
-                f"the network has no layer {layer!r}; top-level layers: {top} "
-                f"(any of the {len(modules) - 1} names of network.named_modules() is valid)."
-            )
+    def __init__(
+        self,
+        network: nn.Module,
+        layer: str | Sequence[str],
+        method: str | Sequence[str] = "layercam",
+        class_index: int = 0,
+    ) -> None:
+        self.methods = (method,) if isinstance(method, str) else tuple(method)
+        for name in self.methods:
+            if name not in CAM_METHODS:
+                raise ValueError(f"method must be one of {CAM_METHODS}, got {name!r}.")
+        self.layers = (layer,) if isinstance(layer, str) else tuple(layer)
+        self.modules = _check_layers(network, self.layers)
         self.network = network
-        self.layer = layer
-        self.module = modules[layer]
-        self.method = method
         self.class_index = class_index
 
     def __call__(self, slices: torch.Tensor) -> torch.Tensor:
-        """``(N, C, H, W)`` slices to ``(N, h, w)`` maps at the layer's resolution."""
-        return self.maps_and_logits(slices)[0]
+        """``(N, C, H, W)`` slices to ``(N, h, w)`` maps of the first method at the first layer."""
+        return self.all_maps(slices)[0][self.methods[0], self.layers[0]]
 
     def maps_and_logits(self, slices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The maps and the explained logits ``(N,)``."""
+        """The maps of the first method at the first layer, and the explained logits ``(N,)``."""
+        maps, logits = self.all_maps(slices)
+        return maps[self.methods[0], self.layers[0]], logits
+
+    def all_maps(self, slices: torch.Tensor) -> tuple[dict[tuple[str, str], torch.Tensor], torch.Tensor]:
+        """Maps of every ``(method, layer)`` and the explained logits ``(N,)``, from one forward and one backward."""
         captured: dict[str, torch.Tensor] = {}
-
-        def keep(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            captured["activations"] = output
-
-        handle = self.module.register_forward_hook(keep)
+        handles = [
+            module.register_forward_hook(lambda _m, _i, output, name=name: captured.__setitem__(name, output))
+            for name, module in self.modules.items()
+        ]
         try:
             with torch.enable_grad():
                 inputs = slices.detach().requires_grad_(True)
                 logits = self.network(inputs)
                 logits = logits.reshape(logits.shape[0], -1)[:, self.class_index]
-                if "activations" not in captured:
-                    raise RuntimeError(f"layer {self.layer!r} was not used in the network's forward pass.")
-                activations = captured["activations"]
-                (gradients,) = torch.autograd.grad(logits.sum(), activations)
-                maps = _combine(self.method, activations.detach(), gradients.detach(), logits.detach())
+                missing = [layer for layer in self.layers if layer not in captured]
+                if missing:
+                    raise RuntimeError(f"layers {missing} were not used in the network's forward pass.")
+                activations = [captured[layer] for layer in self.layers]
+                gradients = torch.autograd.grad(logits.sum(), activations)
         finally:
-            handle.remove()
-        return maps, logits.detach()
+            for handle in handles:
+                handle.remove()
+        logits = logits.detach()
+        maps = {
+            (method, layer): _combine(method, activation.detach(), gradient, logits)
+            for layer, activation, gradient in zip(self.layers, activations, gradients, strict=True)
+            for method in self.methods
+        }
+        return maps, logits
 
 
 def average_pooling_cam(kernel: int):
