@@ -192,3 +192,28 @@ def test_metadata_verifies_offline():
             meta_file=str(ROOT / "bundles" / bundle / "metadata.json"),
             filepath=str(ROOT / "bundles" / "schema" / "metadata_schema.json"),
         )
+
+
+def test_autopet_evaluation_writes_the_report(autopet_run):
+    tmp, common = autopet_run
+    evaluation = ConfigWorkflow(
+        config_file=str(ROOT / "bundles" / "autopet" / "evaluate.json"),
+        workflow_type="infer",
+        run_id="evaluation",
+        **common,
+        network_name="test_resnet",
+        slice_size=24,
+        num_angles=4,
+        num_slices=4,
+        eval_split="all",
+        device="cpu",
+    )
+    evaluation.initialize()
+    evaluation.run()
+    folder = tmp / "out" / "evaluation"
+    table = (folder / "table.md").read_text()
+    for family in ("GradCAM", "LayerCAM", "ToNNO", "Averaged LayerCAM", "Tomographic LayerCAM"):
+        assert f"| {family}" in table
+    rows = (folder / "methods.csv").read_text().splitlines()
+    assert len(rows) == 1 + 1 + 4 * 4  # header, ToNNO, four CAM families at four layers
+    assert (folder / "threshold.json").is_file()

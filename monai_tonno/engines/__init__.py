@@ -3,13 +3,18 @@
 """Pieces that MONAI engines and the bundles need to train a slice classifier from volume labels."""
 
 from monai_tonno.engines.checkpoints import latest_checkpoint, resume_handlers
+from monai_tonno.engines.evaluation import TABLE_COLUMNS, evaluate_methods, method_heatmaps, write_report
 from monai_tonno.engines.losses import SliceBCEWithLogitsLoss
 from monai_tonno.engines.outputs import slice_predictions, volume_predictions
 from monai_tonno.engines.samplers import DistributedReplacementSampler
 
 __all__ = [
+    "TABLE_COLUMNS",
     "DistributedReplacementSampler",
     "SliceBCEWithLogitsLoss",
+    "evaluate_methods",
+    "method_heatmaps",
+    "write_report",
     "latest_checkpoint",
     "resume_handlers",
     "slice_predictions",

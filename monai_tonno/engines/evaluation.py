@@ -1,0 +1,157 @@
+# Copyright (c) monai_tonno contributors
+# SPDX-License-Identifier: Apache-2.0
+"""The paper's evaluation protocol (Sections 4.3-4.5): every method, fitted thresholds, a Table-2 report.
+
+Methods: slice-wise GradCAM and LayerCAM, ToNNO, Averaged LayerCAM and Tomographic LayerCAM, the CAM ones at
+each of ``layers``. The volumes are split into a *fitting* half, on which each method's binarisation
+threshold and each CAM family's best layer are chosen, and an *evaluation* half, on which the numbers are
+reported (so that no number is fitted on the volumes it is reported on).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from monai_tonno.inferers import SliceCAMInferer, TomographicInferer
+from monai_tonno.metrics import LesionDetectionMetric, VolumeDetectionMetric
+from monai_tonno.transforms import ConnectedComponents, fit_threshold, save_threshold
+
+__all__ = ["TABLE_COLUMNS", "evaluate_methods", "method_heatmaps", "write_report"]
+
+TABLE_COLUMNS = ("precision", "recall", "f1", "dice", "balanced_accuracy")
+FAMILIES = ("GradCAM", "LayerCAM", "ToNNO", "Averaged LayerCAM", "Tomographic LayerCAM")
+
+
+def method_heatmaps(
+    volume: torch.Tensor,
+    network: nn.Module,
+    tomographic: TomographicInferer,
+    layers: Sequence[str],
+    axis: int | str = 2,
+) -> dict[tuple[str, str], np.ndarray]:
+    """Heatmaps ``(X, Y, Z)`` of every method for one ``(1, C, X, Y, Z)`` volume, keyed ``(family, layer)``."""
+    requests = [("tonno", None, None)]
+    requests += [(mode, "layercam", layer) for mode in ("averaged_cam", "tomographic_cam") for layer in layers]
+    many = tomographic.reconstruct_many(volume, network, requests)
+    result = {("ToNNO", ""): many["tonno", None, None]}
+    for layer in layers:
+        result["Averaged LayerCAM", layer] = many["averaged_cam", "layercam", layer]
+        result["Tomographic LayerCAM", layer] = many["tomographic_cam", "layercam", layer]
+        for family, method in (("GradCAM", "gradcam"), ("LayerCAM", "layercam")):
+            result[family, layer] = SliceCAMInferer(method, layer, axis, tomographic.slice_size)(volume, network)
+    return {key: np.asarray(value.detach().cpu().float())[0, 0] for key, value in result.items()}
+
+
+def _scores(heatmaps: list[np.ndarray], masks: list[np.ndarray], threshold: float, min_size: float) -> dict:
+    components = ConnectedComponents(26, min_size=min_size, relabel=False)
+    predictions = [components(torch.as_tensor(h > threshold)[None]) for h in heatmaps]
+    truths = [torch.as_tensor(m > 0)[None] for m in masks]
+    lesions, volumes = LesionDetectionMetric(), VolumeDetectionMetric()
+    for prediction, truth in zip(predictions, truths, strict=True):
+        lesions(prediction[None], truth[None])
+        volumes(prediction[None], truth[None])
+    return {**lesions.aggregate(), "balanced_accuracy": volumes.aggregate()}
+
+
+def evaluate_methods(
+    items: Sequence[dict],
+    network: nn.Module,
+    tomographic: TomographicInferer,
+    layers: Sequence[str] = ("layer1", "layer2", "layer3", "layer4"),
+    fit_score: str = "f1",
+    min_size: float = 8,
+    axis: int | str = 2,
+    output_dir: str | Path | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Run every method on ``items`` and score it on the evaluation half with thresholds fitted on the other.
+
+    Args:
+        items: dictionaries with ``image`` ``(C, X, Y, Z)`` and ``mask`` ``(X, Y, Z)`` (or ``(1, X, Y, Z)``),
+            preprocessed as for inference; alternate items go to the fitting and the evaluation halves.
+        network: the trained slice classifier (put in eval mode here).
+        tomographic: the inferer whose L, M and slice size are used (its ``slice_size`` is also the slice-wise
+            baselines' input size).
+        layers: the layers of the CAM methods.
+        fit_score: ``"f1"`` or ``"dice"``, the score the thresholds and layers are chosen by.
+        min_size: components smaller than this many voxels are dropped before scoring.
+        axis: the slicing axis of the slice-wise baselines (``"mean"`` for the three axes).
+        output_dir: where to write ``methods.csv``, ``table.md``, ``table.json`` and ``threshold.json`` (ToNNO's).
+        progress: show a progress bar over volumes.
+
+    Returns:
+        one row per method and layer: family, layer, the threshold, the fitting score, the table's columns and
+        whether the layer is its family's best.
+    """
+    if len(items) < 2:
+        raise ValueError(f"need at least 2 volumes (a fitting and an evaluation one), got {len(items)}.")
+    network.eval()
+    heatmaps: dict[tuple[str, str], list[np.ndarray]] = {}
+    masks = []
+    for item in tqdm(items, desc="evaluating methods", disable=not progress):
+        image = torch.as_tensor(item["image"]).float()[None]
+        for key, heatmap in method_heatmaps(image, network, tomographic, layers, axis).items():
+            heatmaps.setdefault(key, []).append(heatmap)
+        mask = np.asarray(torch.as_tensor(item["mask"]).cpu())
+        masks.append(mask.reshape(mask.shape[-3:]))
+    fit, held = slice(0, None, 2), slice(1, None, 2)
+    rows = []
+    for (family, layer), maps in heatmaps.items():
+        threshold, fitted = fit_threshold(maps[fit], masks[fit], score=fit_score, min_size=min_size)
+        rows.append({"family": family, "layer": layer, "threshold": threshold, f"fit_{fit_score}": fitted,
+                     **_scores(maps[held], masks[held], threshold, min_size)})  # fmt: skip
+    for family in FAMILIES:
+        candidates = [row for row in rows if row["family"] == family]
+        best = max(candidates, key=lambda row: row[f"fit_{fit_score}"])
+        for row in candidates:
+            row["best_layer"] = row is best
+    if output_dir is not None:
+        write_report(rows, output_dir, fit_score)
+        tonno = next(row for row in rows if row["family"] == "ToNNO")
+        save_threshold(
+            Path(output_dir) / "threshold.json",
+            tonno["threshold"],
+            fit_score,
+            tonno[f"fit_{fit_score}"],
+            method="ToNNO",
+        )
+    return rows
+
+
+def write_report(rows: Sequence[dict], output_dir: str | Path, fit_score: str = "f1") -> str:
+    """Write ``methods.csv`` (every row), ``table.json`` and ``table.md`` (best layer per family, Table 2's shape)."""
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "methods.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    best = [row for row in rows if row.get("best_layer", True)]
+    (folder / "table.json").write_text(json.dumps(best, indent=2))
+    baseline = next((row for row in best if row["family"] == "LayerCAM"), None)
+    lines = ["| Method | " + " | ".join(c.replace("_", " ").capitalize() for c in TABLE_COLUMNS) + " |"]
+    lines.append("|---|" + "---|" * len(TABLE_COLUMNS))
+    for family in FAMILIES:
+        row = next((r for r in best if r["family"] == family), None)
+        if row is None:
+            continue
+        name = f"{family} ({row['layer']})" if row["layer"] else family
+        cells = []
+        for column in TABLE_COLUMNS:
+            cell = f"{row[column]:.2f}"
+            if baseline is not None and row is not baseline:
+                cell += f" ({row[column] - baseline[column]:+.2f})"
+            cells.append(cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines) + f"\n\nThresholds and layers fitted on alternate volumes by {fit_score}; "
+    table += "differences with slice-wise LayerCAM in brackets.\n"
+    (folder / "table.md").write_text(table)
+    return table
