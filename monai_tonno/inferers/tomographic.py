@@ -8,6 +8,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from monai.data import MetaTensor
 from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
@@ -100,6 +101,9 @@ class TomographicInferer(Inferer):
             returning ``(N, h, w)`` maps (e.g. average pooling, for the paper's Figure 4).
         cam_layer: the layer of the CAM modes (``"layer1"`` .. ``"layer4"`` for timm ResNets).
         backprojection_chunk: directions reconstructed at once; bounds the memory of that step.
+        shard_angles: in a ``torch.distributed`` run (e.g. under ``torchrun``), each rank cuts and scores only
+            every ``world_size``-th direction and an all-reduce sums the partial heatmaps; every rank returns the
+            whole heatmap. Ignored when no process group is initialised.
     """
 
     def __init__(
@@ -118,6 +122,7 @@ class TomographicInferer(Inferer):
         cam_method: str | CAMCallable = "layercam",
         cam_layer: str = "layer2",
         backprojection_chunk: int = 8,
+        shard_angles: bool = False,
     ) -> None:
         super().__init__()
         if mode not in TOMOGRAPHIC_MODES:
@@ -152,6 +157,7 @@ class TomographicInferer(Inferer):
         self.cam_method = cam_method
         self.cam_layer = cam_layer
         self.backprojection_chunk = int(backprojection_chunk)
+        self.shard_angles = bool(shard_angles)
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
         """Reconstruct the heatmap of every volume in the batch.
@@ -241,15 +247,17 @@ class TomographicInferer(Inferer):
         sw_device = torch.device(self.sw_device) if self.sw_device is not None else volume.device
         volume = volume.to(sw_device).float()
         directions = fibonacci_directions(self.num_angles, self.hemisphere)
+        rank, world = _shard() if self.shard_angles else (0, 1)
+        directions = directions[rank::world]
         frames = tuple(axis.to(device=sw_device, dtype=volume.dtype) for axis in orthonormal_frames(directions))
         offsets, step = profile_offsets(self.num_slices, device=sw_device)
         points = geometry.voxel_points(dtype=volume.dtype, device=sw_device)
         per_direction = offsets.shape[0]
-        total = self.num_angles * per_direction
+        total = len(directions) * per_direction
         heatmaps = {key: points.new_zeros(points.shape[0]) for key in modes}
         pending: dict[Hashable, list[torch.Tensor]] = {key: [] for key in modes}  # not yet reconstructed
         done = 0  # directions reconstructed so far
-        with tqdm(total=self.num_angles, unit="direction", disable=not self.progress, leave=False) as bar:
+        with tqdm(total=len(directions), unit="direction", disable=not self.progress, leave=False) as bar:
             for start in range(0, total, self.sw_batch_size):
                 stop = min(start + self.sw_batch_size, total)
                 scored = score(profile_slices(volume, geometry, frames, offsets, start, stop, self.slice_size))
@@ -266,6 +274,9 @@ class TomographicInferer(Inferer):
                         pending[key] = [outputs[used:]]
                     done += complete
                     bar.update(complete)
+        if world > 1:
+            for heatmap in heatmaps.values():
+                dist.all_reduce(heatmap)  # the shares' weights already use the total L, so their sum is the whole
         return {key: heatmap.reshape(geometry.shape) for key, heatmap in heatmaps.items()}
 
     def _backproject(
@@ -284,6 +295,13 @@ class TomographicInferer(Inferer):
         filtered = second_difference(stacks.movedim(1, -1), step).movedim(-1, 1)
         weight = RADON_INVERSION_CONSTANT * SPHERE_AREA / self.num_angles
         return weight * backproject_stacks(filtered, frames, points, self.slice_size)
+
+
+def _shard() -> tuple[int, int]:
+    """``(rank, world_size)`` of the initialised process group, ``(0, 1)`` without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def _logits(network: Callable[..., Any], slices: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:

@@ -1,0 +1,51 @@
+# Copyright (c) monai_tonno contributors
+# SPDX-License-Identifier: Apache-2.0
+"""Angle-sharded reconstruction over two gloo processes equals the single-process one."""
+
+import socket
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from monai_tonno import SliceSum, TomographicInferer
+
+SETTINGS = {"num_angles": 37, "num_slices": 12, "slice_size": 16, "sw_batch_size": 50}
+
+
+def volume() -> torch.Tensor:
+    return torch.rand(1, 1, 10, 11, 12, generator=torch.Generator().manual_seed(0))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def worker(rank: int, port: int, queue) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        torch.set_num_threads(1)
+        with torch.no_grad():
+            heatmap = TomographicInferer(**SETTINGS, shard_angles=True)(volume(), SliceSum())
+        queue.put((rank, heatmap))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_processes_equal_one():
+    with torch.no_grad():
+        single = TomographicInferer(**SETTINGS)(volume(), SliceSum())
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    port = free_port()
+    processes = [context.Process(target=worker, args=(rank, port, queue)) for rank in range(2)]
+    for process in processes:
+        process.start()
+    results = dict(queue.get(timeout=120) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    for rank in (0, 1):
+        torch.testing.assert_close(results[rank], single, rtol=1e-5, atol=1e-6)
