@@ -1,0 +1,148 @@
+# Copyright (c) monai_tonno contributors
+# SPDX-License-Identifier: Apache-2.0
+"""Where the time of a tomographic reconstruction goes, against the network's own floor.
+
+For one volume size, L, M, slice size and network this measures:
+
+- the *floor*: the network alone on pre-cut slices, as many batches as the reconstruction needs
+  (forward only for ToNNO; forward and backward for the CAM modes);
+- the full ``TomographicInferer`` call for each mode;
+- its parts: cutting slices, and filtering + backprojection, each timed alone on the same work;
+- a *naive reference* of the backprojection, the paper's straightforward form: per direction one full-volume
+  ``grid_sample`` of the filtered profile;
+- the peak memory (CUDA allocator on a GPU, the process's peak RSS on a CPU).
+
+    python benchmarks/speed.py --config cpu-small
+    python benchmarks/speed.py --config paper --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import time
+
+import torch
+import torch.nn.functional as F
+
+from monai_tonno import TomographicInferer
+from monai_tonno.geometry import VolumeGeometry, fibonacci_directions, orthonormal_frames
+from monai_tonno.networks import create_slice_classifier
+from monai_tonno.radon import backproject_stacks, filtered_backprojection, profile_offsets, profile_slices
+from monai_tonno.visualize import SliceCAM
+
+CONFIGS = {
+    "cpu-small": {"size": 64, "slice_size": 64, "num_slices": 50, "num_angles": 500},
+    "paper": {"size": 128, "slice_size": 224, "num_slices": 100, "num_angles": 2000},
+}
+
+
+def synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(function, device: torch.device) -> float:
+    synchronise(device)
+    start = time.perf_counter()
+    function()
+    synchronise(device)
+    return time.perf_counter() - start
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def naive_backprojection(profiles: torch.Tensor, directions: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Per direction, one grid_sample of the filtered profile over every voxel (the paper's form)."""
+    result = points.new_zeros(points.shape[0])
+    for profile, direction in zip(profiles, directions, strict=True):
+        position = points @ direction
+        grid = torch.stack([position, torch.zeros_like(position)], dim=-1)[None, None]
+        result += F.grid_sample(profile.reshape(1, 1, 1, -1), grid, align_corners=True).reshape(-1)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu-small")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--network", default="resnet10t")
+    parser.add_argument("--sw_batch_size", type=int, default=64)
+    parser.add_argument("--modes", nargs="+", default=["tonno", "averaged_cam", "tomographic_cam"])
+    parser.add_argument("--angles", type=int, default=None, help="override L (e.g. to time a share of the work)")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+
+    config = dict(CONFIGS[args.config])
+    if args.angles:
+        config["num_angles"] = args.angles
+    device = torch.device(args.device)
+    network = create_slice_classifier(args.network, 1, "frozen_batch", channels_last=True).to(device).eval()
+    volume = torch.rand(1, 1, *(config["size"],) * 3, device=device)
+    geometry = VolumeGeometry((config["size"],) * 3)
+    per_direction = config["num_slices"] + 2
+    total = config["num_angles"] * per_direction
+    batches = math.ceil(total / args.sw_batch_size)
+    results: dict = {"config": args.config, **config, "device": str(device), "slices": total}
+
+    batch = torch.rand(args.sw_batch_size, 1, config["slice_size"], config["slice_size"], device=device)
+    with torch.no_grad():
+        network(batch)
+        results["floor_forward_s"] = timed(lambda: [network(batch) for _ in range(batches)], device)
+    cam = SliceCAM(network, "layer2")
+    cam(batch)
+    results["floor_forward_backward_s"] = timed(lambda: [cam(batch) for _ in range(batches)], device)
+
+    directions = fibonacci_directions(config["num_angles"])
+    frames = tuple(a.to(device=device, dtype=torch.float32) for a in orthonormal_frames(directions))
+    offsets, _ = profile_offsets(config["num_slices"], device=device)
+
+    def cut_all() -> None:
+        for start in range(0, total, args.sw_batch_size):
+            stop = min(start + args.sw_batch_size, total)
+            profile_slices(volume[0], geometry, frames, offsets, start, stop, config["slice_size"])
+
+    results["slicing_s"] = timed(cut_all, device)
+    points = geometry.voxel_points(device=device)
+    profiles = torch.rand(config["num_angles"], per_direction, device=device)
+    results["backprojection_s"] = timed(lambda: filtered_backprojection(profiles, frames[0], points), device)
+    filtered = torch.rand(config["num_angles"], config["num_slices"], device=device)
+    results["naive_backprojection_s"] = timed(lambda: naive_backprojection(filtered, frames[0], points), device)
+    layer2 = config["slice_size"] // 8
+    stacks = torch.rand(config["num_angles"], config["num_slices"], layer2, layer2, device=device)
+    results["stack_backprojection_s"] = timed(
+        lambda: backproject_stacks(stacks, frames, points, config["slice_size"]), device
+    )
+
+    for mode in args.modes:
+        inferer = TomographicInferer(config["num_angles"], config["num_slices"], config["slice_size"], mode=mode,
+                                     cam_layer="layer2", sw_batch_size=args.sw_batch_size)  # fmt: skip
+        with torch.no_grad():
+            results[f"{mode}_s"] = timed(lambda inferer=inferer: inferer(volume, network), device)
+        floor = results["floor_forward_s"] if mode == "tonno" else results["floor_forward_backward_s"]
+        results[f"{mode}_over_floor"] = results[f"{mode}_s"] / floor
+    results["peak_memory_mb"] = peak_memory_mb(device)
+    results["naive_over_ours"] = results["naive_backprojection_s"] / results["backprojection_s"]
+
+    print(f"| {args.config} on {device} ({total} slices) | seconds | ratio |")
+    print("|---|---|---|")
+    for key in ("floor_forward_s", "floor_forward_backward_s", "slicing_s", "backprojection_s",
+                "naive_backprojection_s", "stack_backprojection_s"):  # fmt: skip
+        print(f"| {key[:-2]} | {results[key]:.2f} | |")
+    for mode in args.modes:
+        print(f"| {mode} total | {results[f'{mode}_s']:.2f} | {results[f'{mode}_over_floor']:.2f} x floor |")
+    print(f"| naive / ours backprojection | | {results['naive_over_ours']:.1f} |")
+    print(f"| peak memory MB | {results['peak_memory_mb']:.0f} | |")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
