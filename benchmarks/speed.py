@@ -7,18 +7,23 @@ For one volume size, L, M, slice size and network this measures:
 - the *floor*: the network alone on pre-cut slices, as many batches as the reconstruction needs
   (forward only for ToNNO; forward and backward for the CAM modes);
 - the full ``TomographicInferer`` call for each mode;
-- its parts: cutting slices, and filtering + backprojection, each timed alone on the same work;
+- its parts: cutting slices, filtering, and backprojection (Fourier, the default; linear interpolation; the
+  CAM modes' stacks), each timed alone on the same work and in the same chunks as the inferer;
 - a *naive reference* of the backprojection, the paper's straightforward form: per direction one full-volume
   ``grid_sample`` of the filtered profile;
 - the peak memory (CUDA allocator on a GPU, the process's peak RSS on a CPU).
 
+Mode ``tonno_linear`` is ToNNO with ``backprojection="linear"``, the path before the Fourier backprojection.
+
     python benchmarks/speed.py --config cpu-small
+    python benchmarks/speed.py --config cpu-small --modes tonno --angles 4000   # peak memory at large L
     python benchmarks/speed.py --config paper --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import resource
@@ -28,9 +33,16 @@ import torch
 import torch.nn.functional as F
 
 from monai_tonno import TomographicInferer
+from monai_tonno.fourier_backprojection import FourierBackprojection
 from monai_tonno.geometry import VolumeGeometry, fibonacci_directions, orthonormal_frames
 from monai_tonno.networks import create_slice_classifier
-from monai_tonno.radon import backproject_stacks, filtered_backprojection, profile_offsets, profile_slices
+from monai_tonno.radon import (
+    backproject_stacks,
+    filtered_backprojection,
+    profile_offsets,
+    profile_slices,
+    second_difference,
+)
 from monai_tonno.visualize import SliceCAM
 
 CONFIGS = {
@@ -68,14 +80,33 @@ def naive_backprojection(profiles: torch.Tensor, directions: torch.Tensor, point
     return result
 
 
+def fourier_backprojection(
+    profiles: torch.Tensor, directions: torch.Tensor, geometry: VolumeGeometry, chunk: int
+) -> torch.Tensor:
+    """As the inferer does it: filtered profiles added ``chunk`` directions at a time, one FFT at the end."""
+    _, step = profile_offsets(profiles.shape[1] - 2)
+    fourier = FourierBackprojection(geometry, profiles.shape[1] - 2, device=profiles.device)
+    for start in range(0, len(profiles), chunk):
+        fourier.add(second_difference(profiles[start : start + chunk], step), directions[start : start + chunk])
+    return fourier.volume()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu-small")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--network", default="resnet10t")
     parser.add_argument("--sw_batch_size", type=int, default=64)
-    parser.add_argument("--modes", nargs="+", default=["tonno", "averaged_cam", "tomographic_cam"])
+    parser.add_argument(
+        "--modes", nargs="+", default=["tonno", "tonno_linear", "averaged_cam", "tomographic_cam"],
+        choices=["tonno", "tonno_linear", "averaged_cam", "tomographic_cam"],
+    )  # fmt: skip
     parser.add_argument("--angles", type=int, default=None, help="override L (e.g. to time a share of the work)")
+    parser.add_argument("--hemisphere", action="store_true", help="directions on a hemisphere")
+    parser.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--autocast", choices=["none", "bfloat16", "float16"], default="none")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+    parser.add_argument("--skip_naive", action="store_true", help="skip the slow naive reference")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
@@ -83,23 +114,38 @@ def main() -> None:
     if args.angles:
         config["num_angles"] = args.angles
     device = torch.device(args.device)
-    network = create_slice_classifier(args.network, 1, "frozen_batch", channels_last=True).to(device).eval()
+    network = create_slice_classifier(args.network, 1, "frozen_batch", channels_last=args.channels_last)
+    network = network.to(device).eval()
+    if args.compile:
+        network = torch.compile(network)
+    precision = (
+        torch.autocast(device.type, dtype=getattr(torch, args.autocast))
+        if args.autocast != "none"
+        else contextlib.nullcontext()
+    )
     volume = torch.rand(1, 1, *(config["size"],) * 3, device=device)
     geometry = VolumeGeometry((config["size"],) * 3)
     per_direction = config["num_slices"] + 2
     total = config["num_angles"] * per_direction
     batches = math.ceil(total / args.sw_batch_size)
     results: dict = {"config": args.config, **config, "device": str(device), "slices": total}
+    results.update(
+        hemisphere=args.hemisphere, channels_last=args.channels_last, autocast=args.autocast, compile=args.compile
+    )
+    if device.type == "cuda":
+        results["device_name"] = torch.cuda.get_device_name(device)
 
     batch = torch.rand(args.sw_batch_size, 1, config["slice_size"], config["slice_size"], device=device)
-    with torch.no_grad():
+    with torch.no_grad(), precision:
         network(batch)
         results["floor_forward_s"] = timed(lambda: [network(batch) for _ in range(batches)], device)
-    cam = SliceCAM(network, "layer2")
-    cam(batch)
-    results["floor_forward_backward_s"] = timed(lambda: [cam(batch) for _ in range(batches)], device)
+    if any(not mode.startswith("tonno") for mode in args.modes):
+        cam = SliceCAM(network, "layer2")
+        with precision:
+            cam(batch)
+            results["floor_forward_backward_s"] = timed(lambda: [cam(batch) for _ in range(batches)], device)
 
-    directions = fibonacci_directions(config["num_angles"])
+    directions = fibonacci_directions(config["num_angles"], args.hemisphere)
     frames = tuple(a.to(device=device, dtype=torch.float32) for a in orthonormal_frames(directions))
     offsets, _ = profile_offsets(config["num_slices"], device=device)
 
@@ -111,33 +157,44 @@ def main() -> None:
     results["slicing_s"] = timed(cut_all, device)
     points = geometry.voxel_points(device=device)
     profiles = torch.rand(config["num_angles"], per_direction, device=device)
-    results["backprojection_s"] = timed(lambda: filtered_backprojection(profiles, frames[0], points), device)
-    filtered = torch.rand(config["num_angles"], config["num_slices"], device=device)
-    results["naive_backprojection_s"] = timed(lambda: naive_backprojection(filtered, frames[0], points), device)
-    layer2 = config["slice_size"] // 8
-    stacks = torch.rand(config["num_angles"], config["num_slices"], layer2, layer2, device=device)
-    results["stack_backprojection_s"] = timed(
-        lambda: backproject_stacks(stacks, frames, points, config["slice_size"]), device
-    )
+    _, step = profile_offsets(config["num_slices"])
+    results["filtering_s"] = timed(lambda: second_difference(profiles, step), device)
+    results["backprojection_s"] = timed(lambda: fourier_backprojection(profiles, frames[0], geometry, 8), device)
+    results["linear_backprojection_s"] = timed(lambda: filtered_backprojection(profiles, frames[0], points), device)
+    if not args.skip_naive:
+        filtered = torch.rand(config["num_angles"], config["num_slices"], device=device)
+        results["naive_backprojection_s"] = timed(lambda: naive_backprojection(filtered, frames[0], points), device)
+        results["naive_over_ours"] = results["naive_backprojection_s"] / results["backprojection_s"]
+    if "floor_forward_backward_s" in results:
+        layer2 = config["slice_size"] // 8
+        stacks = torch.rand(config["num_angles"], config["num_slices"], layer2, layer2, device=device)
+        results["stack_backprojection_s"] = timed(
+            lambda: backproject_stacks(stacks, frames, points, config["slice_size"]), device
+        )
 
     for mode in args.modes:
-        inferer = TomographicInferer(config["num_angles"], config["num_slices"], config["slice_size"], mode=mode,
-                                     cam_layer="layer2", sw_batch_size=args.sw_batch_size)  # fmt: skip
-        with torch.no_grad():
+        inferer = TomographicInferer(
+            config["num_angles"], config["num_slices"], config["slice_size"], hemisphere=args.hemisphere,
+            mode=mode.removesuffix("_linear"), backprojection="linear" if mode.endswith("_linear") else "fourier",
+            cam_layer="layer2", sw_batch_size=args.sw_batch_size,
+        )  # fmt: skip
+        with torch.no_grad(), precision:
             results[f"{mode}_s"] = timed(lambda inferer=inferer: inferer(volume, network), device)
-        floor = results["floor_forward_s"] if mode == "tonno" else results["floor_forward_backward_s"]
+        floor = results["floor_forward_s"] if mode.startswith("tonno") else results["floor_forward_backward_s"]
         results[f"{mode}_over_floor"] = results[f"{mode}_s"] / floor
     results["peak_memory_mb"] = peak_memory_mb(device)
-    results["naive_over_ours"] = results["naive_backprojection_s"] / results["backprojection_s"]
 
-    print(f"| {args.config} on {device} ({total} slices) | seconds | ratio |")
+    print(f"| {args.config} on {device}, L = {config['num_angles']} ({total} slices) | seconds | ratio |")
     print("|---|---|---|")
-    for key in ("floor_forward_s", "floor_forward_backward_s", "slicing_s", "backprojection_s",
-                "naive_backprojection_s", "stack_backprojection_s"):  # fmt: skip
-        print(f"| {key[:-2]} | {results[key]:.2f} | |")
+    parts = ("floor_forward", "floor_forward_backward", "slicing", "filtering", "backprojection",
+             "linear_backprojection", "naive_backprojection", "stack_backprojection")  # fmt: skip
+    for key in parts:
+        if f"{key}_s" in results:
+            print(f"| {key} | {results[f'{key}_s']:.2f} | |")
     for mode in args.modes:
-        print(f"| {mode} total | {results[f'{mode}_s']:.2f} | {results[f'{mode}_over_floor']:.2f} x floor |")
-    print(f"| naive / ours backprojection | | {results['naive_over_ours']:.1f} |")
+        print(f"| {mode} total | {results[f'{mode}_s']:.2f} | {results[f'{mode}_over_floor']:.3f} x floor |")
+    if "naive_over_ours" in results:
+        print(f"| naive / Fourier backprojection | | {results['naive_over_ours']:.1f} |")
     print(f"| peak memory MB | {results['peak_memory_mb']:.0f} | |")
     if args.json:
         with open(args.json, "w") as handle:

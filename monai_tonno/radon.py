@@ -15,7 +15,9 @@ Averaged and Tomographic CAM (paper Eq. 12-13) backproject stacks of 2D maps ins
 (:func:`backproject_stacks`).
 
 Everything is pure torch and differentiable; loops run over chunks of directions so that peak memory does not
-grow with their number.
+grow with their number. :func:`backproject_profiles` is the straightforward backprojection (an interpolation per
+direction and voxel); :class:`~monai_tonno.fourier_backprojection.FourierBackprojection` computes it on a voxel
+grid through one non-uniform FFT, and is what :class:`~monai_tonno.inferers.TomographicInferer` uses by default.
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """The bundles run end to end with tiny overrides: training writes a checkpoint that inference loads."""
 
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -105,6 +109,12 @@ def test_autopet_inference_writes_heatmaps_and_masks_with_the_input_affine(autop
             assert image.shape[:3] == expected.shape
             np.testing.assert_allclose(image.affine, expected.affine, atol=1e-4)
         assert np.isfinite(nib.load(str(heatmap)).get_fdata()).all()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def causes(error: BaseException) -> str:
@@ -217,3 +227,37 @@ def test_autopet_evaluation_writes_the_report(autopet_run):
     rows = (folder / "methods.csv").read_text().splitlines()
     assert len(rows) == 1 + 1 + 4 * 4  # header, ToNNO, four CAM families at four layers
     assert (folder / "threshold.json").is_file()
+
+
+def test_autopet_inference_shards_the_dataset_over_torchrun_processes(autopet_run):
+    """Two gloo processes under torchrun each infer their partition; together they write every volume once."""
+    tmp, common = autopet_run
+    output_dir = tmp / "sharded"
+    folder = ROOT / "bundles" / "autopet"
+    configs = f"['{folder / 'inference.json'}','{folder / 'multi_gpu_inference.json'}']"
+    overrides = {**common, "output_dir": str(output_dir), "ckpt_path": str(tmp / "out" / "models" / "model.pt"),
+                 "network_name": "test_resnet", "slice_size": 24, "num_angles": 6, "num_slices": 6,
+                 "infer_split": "all", "max_volumes": 3}  # fmt: skip
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}"]
+    command = launcher + [
+        "-m",
+        "monai.bundle",
+        "run",
+        "inference",
+        "--config_file",
+        configs,
+        "--meta_file",
+        str(folder / "metadata.json"),
+        "--logging_file",
+        str(folder / "logging.conf"),
+    ]
+    for key, value in overrides.items():
+        command += [f"--{key}", str(value)]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    predictions = output_dir / "predictions"
+    heatmaps = [path.relative_to(predictions) for path in predictions.rglob("*_heatmap.nii.gz")]
+    assert len(heatmaps) == 3 and len({path.parent for path in heatmaps}) == 3
+    shares = sorted(line for line in finished.stdout.splitlines() if line.startswith("rank "))
+    assert shares == ["rank 0 of 2 infers 2 volumes", "rank 1 of 2 infers 1 volumes"]
