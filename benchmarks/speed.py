@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--autocast", choices=["none", "bfloat16", "float16"], default="none")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
     parser.add_argument("--skip_naive", action="store_true", help="skip the slow naive reference")
+    parser.add_argument("--repeats", type=int, default=1, help="floor and totals alternate; minimum kept")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
@@ -136,14 +137,22 @@ def main() -> None:
         results["device_name"] = torch.cuda.get_device_name(device)
 
     batch = torch.rand(args.sw_batch_size, 1, config["slice_size"], config["slice_size"], device=device)
-    with torch.no_grad(), precision:
-        network(batch)
-        results["floor_forward_s"] = timed(lambda: [network(batch) for _ in range(batches)], device)
-    if any(not mode.startswith("tonno") for mode in args.modes):
-        cam = SliceCAM(network, "layer2")
+    cam = SliceCAM(network, "layer2")
+
+    def floor_forward() -> None:
+        with torch.no_grad(), precision:
+            for _ in range(batches):
+                network(batch)
+
+    def floor_forward_backward() -> None:
         with precision:
-            cam(batch)
-            results["floor_forward_backward_s"] = timed(lambda: [cam(batch) for _ in range(batches)], device)
+            for _ in range(batches):
+                cam(batch)
+
+    with torch.no_grad(), precision:
+        network(batch)  # warm-up (and compilation)
+    with precision:
+        cam(batch)
 
     directions = fibonacci_directions(config["num_angles"], args.hemisphere)
     frames = tuple(a.to(device=device, dtype=torch.float32) for a in orthonormal_frames(directions))
@@ -165,21 +174,35 @@ def main() -> None:
         filtered = torch.rand(config["num_angles"], config["num_slices"], device=device)
         results["naive_backprojection_s"] = timed(lambda: naive_backprojection(filtered, frames[0], points), device)
         results["naive_over_ours"] = results["naive_backprojection_s"] / results["backprojection_s"]
-    if "floor_forward_backward_s" in results:
+    if any(not mode.startswith("tonno") for mode in args.modes):
         layer2 = config["slice_size"] // 8
         stacks = torch.rand(config["num_angles"], config["num_slices"], layer2, layer2, device=device)
         results["stack_backprojection_s"] = timed(
             lambda: backproject_stacks(stacks, frames, points, config["slice_size"]), device
         )
 
+    # each mode right after its floor, the minimum over repeats: the machine's speed drifts between minutes
+    runs: dict[str, list[float]] = {}
+    for _ in range(args.repeats):
+        for floor_name, floor, group in (("floor_forward", floor_forward, ("tonno", "tonno_linear")),
+                                         ("floor_forward_backward", floor_forward_backward,
+                                          ("averaged_cam", "tomographic_cam"))):  # fmt: skip
+            modes = [mode for mode in args.modes if mode in group]
+            if not modes:
+                continue
+            runs.setdefault(floor_name, []).append(timed(floor, device))
+            for mode in modes:
+                inferer = TomographicInferer(
+                    config["num_angles"], config["num_slices"], config["slice_size"], hemisphere=args.hemisphere,
+                    mode=mode.removesuffix("_linear"), cam_layer="layer2", sw_batch_size=args.sw_batch_size,
+                    backprojection="linear" if mode.endswith("_linear") else "fourier",
+                )  # fmt: skip
+                with torch.no_grad(), precision:
+                    runs.setdefault(mode, []).append(timed(lambda inferer=inferer: inferer(volume, network), device))
+    results["runs_s"] = runs
+    for name, seconds in runs.items():
+        results[f"{name}_s"] = min(seconds)
     for mode in args.modes:
-        inferer = TomographicInferer(
-            config["num_angles"], config["num_slices"], config["slice_size"], hemisphere=args.hemisphere,
-            mode=mode.removesuffix("_linear"), backprojection="linear" if mode.endswith("_linear") else "fourier",
-            cam_layer="layer2", sw_batch_size=args.sw_batch_size,
-        )  # fmt: skip
-        with torch.no_grad(), precision:
-            results[f"{mode}_s"] = timed(lambda inferer=inferer: inferer(volume, network), device)
         floor = results["floor_forward_s"] if mode.startswith("tonno") else results["floor_forward_backward_s"]
         results[f"{mode}_over_floor"] = results[f"{mode}_s"] / floor
     results["peak_memory_mb"] = peak_memory_mb(device)

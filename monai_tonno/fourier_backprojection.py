@@ -45,6 +45,8 @@ class FourierBackprojection:
         oversampling: gridding oversampling factor.
         dtype: real floating point type.
         device: device of the computation.
+        directions_per_spread: added directions are spread onto the grid in batches of at least this many
+            (fewer, larger tensor operations).
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class FourierBackprojection:
         oversampling: float = 2.0,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
+        directions_per_spread: int = 64,
     ) -> None:
         if num_samples < 2:
             raise ValueError(f"num_samples must be at least 2, got {num_samples}.")
@@ -81,6 +84,8 @@ class FourierBackprojection:
         self.taper = torch.sinc(frequencies / self.period_samples) ** 2
         self.constant = torch.zeros((), dtype=dtype, device=self.device)
         self.gridding = GaussianGridding(shape, half_width, oversampling, dtype, self.device)
+        self.directions_per_spread = int(directions_per_spread)
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # added, not yet spread
 
     def add(self, profiles: torch.Tensor, directions: torch.Tensor) -> None:
         """Add the backprojections of ``profiles`` ``(l, M)`` along unit ``directions`` ``(l, 3)``."""
@@ -89,8 +94,17 @@ class FourierBackprojection:
                 f"expected profiles (l, {self.num_samples}) and directions (l, 3), got {tuple(profiles.shape)} "
                 f"and {tuple(directions.shape)}."
             )
-        profiles = profiles.to(device=self.device, dtype=self.dtype)
-        directions = directions.to(device=self.device, dtype=self.dtype)
+        self.pending.append((profiles.to(device=self.device, dtype=self.dtype),
+                             directions.to(device=self.device, dtype=self.dtype)))  # fmt: skip
+        if sum(len(p) for p, _ in self.pending) >= self.directions_per_spread:
+            self._spread_pending()
+
+    def _spread_pending(self) -> None:
+        if not self.pending:
+            return
+        profiles = torch.cat([p for p, _ in self.pending])
+        directions = torch.cat([d for _, d in self.pending])
+        self.pending = []
         spectrum = torch.fft.fft(profiles, n=self.period_samples)
         self.constant = self.constant + spectrum[:, 0].real.sum() / self.period_samples
         # q~(x . n) = constant + 2 Re sum_{k >= 1} a_k exp(2 pi i k (x_c . n + 1) / T) exp(i theta_k . j)
@@ -108,4 +122,5 @@ class FourierBackprojection:
 
     def volume(self) -> torch.Tensor:
         """The accumulated backprojection, a real tensor of the geometry's shape."""
+        self._spread_pending()
         return self.gridding.modes().real + self.constant

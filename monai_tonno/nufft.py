@@ -100,13 +100,11 @@ class GaussianGridding:
         weights = torch.exp(-(distance**2) * rate[:, None])
         index = index % torch.tensor(self.grid_shape, device=self.device)[:, None]
         _, ny, nz = self.grid_shape
-        flat = (index[:, 0, :, None, None] * ny + index[:, 1, None, :, None]) * nz + index[:, 2, None, None, :]
-        values = (
-            strengths[:, None, None, None]
-            * weights[:, 0, :, None, None]
-            * weights[:, 1, None, :, None]
-            * weights[:, 2, None, None, :]
-        )
+        # the (2w)^3 entries are outer products; only the last step touches (P, 2w, 2w, 2w) tensors
+        flat_xy = (index[:, 0, :, None] * ny + index[:, 1, None, :]) * nz
+        flat = flat_xy[..., None] + index[:, 2, None, None, :]
+        values_xy = strengths[:, None, None] * (weights[:, 0, :, None] * weights[:, 1, None, :])
+        values = values_xy[..., None] * weights[:, 2, None, None, :]
         return flat.reshape(-1), values.reshape(-1)
 
     def modes(self) -> torch.Tensor:
