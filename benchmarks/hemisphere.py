@@ -15,6 +15,7 @@ the forward passes and the seconds per volume.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -51,7 +52,7 @@ def main() -> None:
     config.read_config(str(ROOT / "bundles" / "autopet" / "evaluate.json"))
     output_dir = Path(args.output_dir)
     config.update({"output_dir": str(output_dir), "cache_dir": str(output_dir / "cache"),
-                   "synthetic_patients": args.patients, "max_volumes": args.volumes})  # fmt: skip
+                   "synthetic_patients": args.patients, "max_volumes": None})  # fmt: skip
     network = config.get_parsed_content("network").eval()
     dataset = config.get_parsed_content("dataset")
     otsu = Binarize("otsu")
@@ -66,7 +67,8 @@ def main() -> None:
 
     settings = [("sphere", args.reference)] + [(s.split(":")[0], int(s.split(":")[1])) for s in args.settings]
     rows: dict[str, list[dict]] = {f"{kind}:{angles}": [] for kind, angles in settings}
-    for item in dataset:
+    positives = (item for item in dataset if item["mask"].any())  # Dice to truth needs a lesion
+    for item in itertools.islice(positives, args.volumes):
         volume = item["image"][None]
         truth = item["mask"][0] > 0
         inside = (VolumeGeometry(tuple(volume.shape[2:])).voxel_points().norm(dim=1) < 1).reshape(truth.shape)

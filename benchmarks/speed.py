@@ -11,13 +11,17 @@ For one volume size, L, M, slice size and network this measures:
   CAM modes' stacks), each timed alone on the same work and in the same chunks as the inferer;
 - a *naive reference* of the backprojection, the paper's straightforward form: per direction one full-volume
   ``grid_sample`` of the filtered profile;
-- the peak memory (CUDA allocator on a GPU, the process's peak RSS on a CPU).
+- the peak memory: on a GPU the CUDA allocator's, of the parts alone and of the floor and inferer runs; on a
+  CPU the process's peak RSS (imported libraries included), which only grows.
 
 Mode ``tonno_linear`` is ToNNO with ``backprojection="linear"``, the path before the Fourier backprojection.
+The network's frozen batch normalisation is folded into its convolutions (``--no-fold_norm`` for the plain
+network); with any faster arithmetic (folding, ``--compile``, ``--autocast``, TF32 on a GPU) ToNNO's heatmap is
+also compared with the plain network's in strict float32 (``--skip_accuracy`` to leave that out).
 
     python benchmarks/speed.py --config cpu-small
     python benchmarks/speed.py --config cpu-small --modes tonno --angles 4000   # peak memory at large L
-    python benchmarks/speed.py --config paper --device cuda
+    python benchmarks/speed.py --config paper --device cuda --sw_batch_size 256 --compile
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import torch.nn.functional as F
 from monai_tonno import TomographicInferer
 from monai_tonno.fourier_backprojection import FourierBackprojection
 from monai_tonno.geometry import VolumeGeometry, fibonacci_directions, orthonormal_frames
-from monai_tonno.networks import create_slice_classifier
+from monai_tonno.networks import create_slice_classifier, fold_batch_norm
 from monai_tonno.radon import (
     backproject_stacks,
     filtered_backprojection,
@@ -56,12 +60,26 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(function, device: torch.device) -> float:
+def timed(function, device: torch.device, warm_up: bool = False) -> float:
+    """Seconds of one call; after one untimed call if ``warm_up`` (kernel loading, FFT plans on a GPU)."""
+    if warm_up:
+        function()
     synchronise(device)
     start = time.perf_counter()
     function()
     synchronise(device)
     return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def strict_float32():
+    """No TF32 in convolutions and matrix products (PyTorch's default on a GPU uses it for convolutions)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -106,7 +124,10 @@ def main() -> None:
     parser.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--autocast", choices=["none", "bfloat16", "float16"], default="none")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+    parser.add_argument("--fold_norm", action=argparse.BooleanOptionalAction, default=True,
+                        help="fold the frozen batch normalisation into the convolutions")  # fmt: skip
     parser.add_argument("--skip_naive", action="store_true", help="skip the slow naive reference")
+    parser.add_argument("--skip_accuracy", action="store_true", help="skip the comparison with strict float32")
     parser.add_argument("--repeats", type=int, default=1, help="floor and totals alternate; minimum kept")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -116,7 +137,10 @@ def main() -> None:
         config["num_angles"] = args.angles
     device = torch.device(args.device)
     network = create_slice_classifier(args.network, 1, "frozen_batch", channels_last=args.channels_last)
-    network = network.to(device).eval()
+    network = plain_network = network.to(device).eval()
+    if args.fold_norm:
+        network = fold_batch_norm(network)
+    cam_network = network
     if args.compile:
         network = torch.compile(network)
     precision = (
@@ -131,13 +155,17 @@ def main() -> None:
     batches = math.ceil(total / args.sw_batch_size)
     results: dict = {"config": args.config, **config, "device": str(device), "slices": total}
     results.update(
-        hemisphere=args.hemisphere, channels_last=args.channels_last, autocast=args.autocast, compile=args.compile
+        hemisphere=args.hemisphere,
+        channels_last=args.channels_last,
+        autocast=args.autocast,
+        compile=args.compile,
+        fold_norm=args.fold_norm,
     )
     if device.type == "cuda":
         results["device_name"] = torch.cuda.get_device_name(device)
 
     batch = torch.rand(args.sw_batch_size, 1, config["slice_size"], config["slice_size"], device=device)
-    cam = SliceCAM(network, "layer2")
+    cam = SliceCAM(cam_network, "layer2")  # CAM hooks need the module tree, which torch.compile wraps
 
     def floor_forward() -> None:
         with torch.no_grad(), precision:
@@ -163,23 +191,39 @@ def main() -> None:
             stop = min(start + args.sw_batch_size, total)
             profile_slices(volume[0], geometry, frames, offsets, start, stop, config["slice_size"])
 
-    results["slicing_s"] = timed(cut_all, device)
+    warm = device.type == "cuda"  # parts alone: after a first untimed call on a GPU
+    results["slicing_s"] = timed(cut_all, device, warm)
     points = geometry.voxel_points(device=device)
     profiles = torch.rand(config["num_angles"], per_direction, device=device)
     _, step = profile_offsets(config["num_slices"])
-    results["filtering_s"] = timed(lambda: second_difference(profiles, step), device)
-    results["backprojection_s"] = timed(lambda: fourier_backprojection(profiles, frames[0], geometry, 8), device)
-    results["linear_backprojection_s"] = timed(lambda: filtered_backprojection(profiles, frames[0], points), device)
+    results["filtering_s"] = timed(lambda: second_difference(profiles, step), device, warm)
+    results["backprojection_s"] = timed(lambda: fourier_backprojection(profiles, frames[0], geometry, 8), device, warm)
+    results["linear_backprojection_s"] = timed(
+        lambda: filtered_backprojection(profiles, frames[0], points), device, warm
+    )
     if not args.skip_naive:
         filtered = torch.rand(config["num_angles"], config["num_slices"], device=device)
-        results["naive_backprojection_s"] = timed(lambda: naive_backprojection(filtered, frames[0], points), device)
+        results["naive_backprojection_s"] = timed(
+            lambda: naive_backprojection(filtered, frames[0], points), device, warm
+        )
         results["naive_over_ours"] = results["naive_backprojection_s"] / results["backprojection_s"]
     if any(not mode.startswith("tonno") for mode in args.modes):
         layer2 = config["slice_size"] // 8
         stacks = torch.rand(config["num_angles"], config["num_slices"], layer2, layer2, device=device)
         results["stack_backprojection_s"] = timed(
-            lambda: backproject_stacks(stacks, frames, points, config["slice_size"]), device
+            lambda: backproject_stacks(stacks, frames, points, config["slice_size"]), device, warm
         )
+
+    if args.compile and any(mode.startswith("tonno") for mode in args.modes):
+        # compilation for the inferer's batch shapes (its last batch is smaller): once per process, not timed
+        inferer = TomographicInferer(config["num_angles"], config["num_slices"], config["slice_size"],
+                                     sw_batch_size=args.sw_batch_size)  # fmt: skip
+        with torch.no_grad(), precision:
+            results["compile_warm_up_s"] = timed(lambda: inferer(volume, network), device)
+
+    results["parts_peak_memory_mb"] = peak_memory_mb(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)  # from here: the inferer's own peak (on a CPU, RSS keeps its peak)
 
     # each mode right after its floor, the minimum over repeats: the machine's speed drifts between minutes
     runs: dict[str, list[float]] = {}
@@ -197,8 +241,11 @@ def main() -> None:
                     mode=mode.removesuffix("_linear"), cam_layer="layer2", sw_batch_size=args.sw_batch_size,
                     backprojection="linear" if mode.endswith("_linear") else "fourier",
                 )  # fmt: skip
+                scored = network if mode.startswith("tonno") else cam_network
                 with torch.no_grad(), precision:
-                    runs.setdefault(mode, []).append(timed(lambda inferer=inferer: inferer(volume, network), device))
+                    runs.setdefault(mode, []).append(
+                        timed(lambda inferer=inferer, scored=scored: inferer(volume, scored), device)
+                    )
     results["runs_s"] = runs
     for name, seconds in runs.items():
         results[f"{name}_s"] = min(seconds)
@@ -206,6 +253,18 @@ def main() -> None:
         floor = results["floor_forward_s"] if mode.startswith("tonno") else results["floor_forward_backward_s"]
         results[f"{mode}_over_floor"] = results[f"{mode}_s"] / floor
     results["peak_memory_mb"] = peak_memory_mb(device)
+    fast_arithmetic = args.autocast != "none" or args.compile or args.fold_norm or device.type == "cuda"
+    if "tonno" in args.modes and fast_arithmetic and not args.skip_accuracy:
+        # what the faster network costs in accuracy (ToNNO's second difference amplifies logit rounding),
+        # against the plain network in strict float32 (no TF32 on a GPU)
+        inferer = TomographicInferer(config["num_angles"], config["num_slices"], config["slice_size"],
+                                     hemisphere=args.hemisphere, sw_batch_size=args.sw_batch_size)  # fmt: skip
+        with torch.no_grad():
+            with precision:
+                fast = inferer(volume, network)
+            with strict_float32():
+                exact = inferer(volume, plain_network)
+        results["tonno_error_vs_float32"] = float((fast - exact).norm() / exact.norm())
 
     print(f"| {args.config} on {device}, L = {config['num_angles']} ({total} slices) | seconds | ratio |")
     print("|---|---|---|")
@@ -218,7 +277,10 @@ def main() -> None:
         print(f"| {mode} total | {results[f'{mode}_s']:.2f} | {results[f'{mode}_over_floor']:.3f} x floor |")
     if "naive_over_ours" in results:
         print(f"| naive / Fourier backprojection | | {results['naive_over_ours']:.1f} |")
-    print(f"| peak memory MB | {results['peak_memory_mb']:.0f} | |")
+    print(f"| peak memory MB, parts alone | {results['parts_peak_memory_mb']:.0f} | |")
+    print(f"| peak memory MB, floor and inferer | {results['peak_memory_mb']:.0f} | |")
+    if "tonno_error_vs_float32" in results:
+        print(f"| ToNNO heatmap error vs plain network, strict float32 | | {results['tonno_error_vs_float32']:.2e} |")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)

@@ -34,7 +34,9 @@ class GaussianGridding:
         dtype: real floating point type of the computation.
         device: device of the grid.
         points_per_call: points spread at once; bounds the memory of a call to about
-            ``points_per_call * (2 half_width)^3`` complex numbers.
+            ``points_per_call * (2 half_width)^3`` complex numbers (with 16 bytes of index and value each).
+            Default 4096 on a CPU (34 MB at ``half_width = 4``) and 32768 on a GPU (270 MB), where fewer, larger
+            calls keep it busy.
     """
 
     def __init__(
@@ -44,7 +46,7 @@ class GaussianGridding:
         oversampling: float = 2.0,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
-        points_per_call: int = 4096,
+        points_per_call: int | None = None,
     ) -> None:
         if len(shape) != 3 or min(shape) < 1:
             raise ValueError(f"shape must be three positive sizes, got {tuple(shape)}.")
@@ -57,6 +59,10 @@ class GaussianGridding:
         self.grid_shape = tuple(max(2 * math.ceil(oversampling * n / 2), 2 * self.half_width) for n in self.shape)
         self.dtype = dtype
         self.device = torch.device(device) if device is not None else torch.device("cpu")
+        if points_per_call is None:
+            points_per_call = 4096 if self.device.type == "cpu" else 32768
+        if points_per_call < 1:
+            raise ValueError(f"points_per_call must be at least 1, got {points_per_call}.")
         self.points_per_call = int(points_per_call)
         # Greengard and Lee's tau for each axis, from the ratio actually used
         self.tau = [

@@ -31,15 +31,17 @@ def smooth_profiles(num_dirs: int, num_samples: int, seed: int = 0) -> torch.Ten
     return height * torch.exp(-(((s - centre) / width) ** 2))
 
 
-@pytest.mark.parametrize(("half_width", "tolerance"), [(4, 5e-4), (6, 1e-5)])
-def test_gridding_matches_the_direct_sum(half_width, tolerance):
+@pytest.mark.parametrize(
+    ("half_width", "tolerance", "points_per_call"), [(4, 5e-4, None), (6, 1e-5, None), (4, 5e-4, 7)]
+)
+def test_gridding_matches_the_direct_sum(half_width, tolerance, points_per_call):
     shape = (10, 12, 7)
     generator = torch.Generator().manual_seed(0)
     theta = (torch.rand(50, 3, generator=generator, dtype=torch.float64) - 0.5) * 8  # beyond [-pi, pi) too
     strengths = torch.randn(50, generator=generator, dtype=torch.complex128)
     modes = torch.stack(torch.meshgrid(*[torch.arange(n) - n // 2 for n in shape], indexing="ij"), -1).double()
     exact = (strengths * torch.exp(1j * (modes @ theta.T))).sum(-1)
-    gridding = GaussianGridding(shape, half_width, dtype=torch.float64)
+    gridding = GaussianGridding(shape, half_width, dtype=torch.float64, points_per_call=points_per_call)
     gridding.spread(theta[:20], strengths[:20])  # in two calls: spreading adds up
     gridding.spread(theta[20:], strengths[20:])
     assert float((gridding.modes() - exact).abs().max() / exact.abs().max()) < tolerance  # 1.8e-4, 2.7e-6
