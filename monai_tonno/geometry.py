@@ -30,7 +30,9 @@ __all__ = [
     "fibonacci_directions",
     "orthonormal_frames",
     "rotate_in_plane",
+    "sample_grid",
     "slice_affine",
+    "slice_grid",
     "slice_points",
     "spacing_from_affine",
 ]
@@ -220,6 +222,28 @@ def slice_points(
     return centre + i[None, :, None, None] * us[:, None, None, :] + j[None, None, :, None] * vs[:, None, None, :]
 
 
+def slice_grid(
+    geometry: VolumeGeometry,
+    normals: torch.Tensor,
+    us: torch.Tensor,
+    vs: torch.Tensor,
+    offsets: torch.Tensor,
+    slice_size: int | Sequence[int],
+) -> torch.Tensor:
+    """``geometry.to_grid(slice_points(...))`` in one pass: ``(N, H, W, 3)`` ``grid_sample`` coordinates.
+
+    ``to_grid`` is linear, so it is applied to the ``(N, 3)`` frames; the rows ``centre + i' u`` and the columns
+    ``j' v`` are small, and their sum is the only pass over the points (elementwise, so exact float32 also
+    where matrix products run in TF32).
+    """
+    height, width = (slice_size, slice_size) if isinstance(slice_size, int) else tuple(slice_size)
+    i = torch.linspace(-1.0, 1.0, height, dtype=normals.dtype, device=normals.device)
+    j = torch.linspace(-1.0, 1.0, width, dtype=normals.dtype, device=normals.device)
+    centre, u, v = geometry.to_grid(torch.stack([offsets[:, None] * normals, us, vs])).unbind(0)
+    rows = centre[:, None, None, :] + i[None, :, None, None] * u[:, None, None, :]  # (N, H, 1, 3)
+    return rows + j[None, None, :, None] * v[:, None, None, :]
+
+
 def cut_slices(
     volume: torch.Tensor,
     geometry: VolumeGeometry,
@@ -232,7 +256,20 @@ def cut_slices(
     Trilinear interpolation (``mode="bilinear"`` in ``grid_sample``'s naming), zero outside the volume, in one
     ``grid_sample`` call for the whole stack.
     """
-    grid = geometry.to_grid(points.to(volume.dtype))
+    return sample_grid(volume, geometry.to_grid(points.to(volume.dtype)), mode, padding_mode)
+
+
+def sample_grid(
+    volume: torch.Tensor, grid: torch.Tensor, mode: str = "bilinear", padding_mode: str = "zeros"
+) -> torch.Tensor:
+    """Sample a ``(C, X, Y, Z)`` volume at ``(N, H, W, 3)`` ``grid_sample`` coordinates: ``(N, C, H, W)``."""
+    if volume.device.type == "cpu" and not (volume.requires_grad and torch.is_grad_enabled()):
+        # PyTorch's CPU kernel runs the batch entries in parallel, not the points of one entry: one entry per
+        # slice (the volume expanded, not copied) is 2.7x faster on 2 cores. Not under autograd, where the
+        # volume's gradient would be allocated once per slice.
+        expanded = volume[None].expand(grid.shape[0], *volume.shape)
+        sampled = F.grid_sample(expanded, grid[:, None], mode=mode, padding_mode=padding_mode, align_corners=True)
+        return sampled[:, :, 0]
     sampled = F.grid_sample(volume[None], grid[None], mode=mode, padding_mode=padding_mode, align_corners=True)
     return sampled[0].transpose(0, 1)
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monai_tonno.geometry import VolumeGeometry, cut_slices, orthonormal_frames, slice_points
+from monai_tonno.geometry import VolumeGeometry, orthonormal_frames, sample_grid, slice_grid
 
 __all__ = [
     "RADON_INVERSION_CONSTANT",
@@ -224,7 +224,7 @@ def profile_slices(
     index = torch.arange(start, stop, device=volume.device)
     direction, offset = index // offsets.shape[0], index % offsets.shape[0]
     n, u, v = (axis[direction] for axis in frames)
-    return cut_slices(volume, geometry, slice_points(n, u, v, offsets[offset], slice_size))
+    return sample_grid(volume, slice_grid(geometry, n, u, v, offsets[offset], slice_size))
 
 
 def radon_sum(

@@ -11,6 +11,7 @@ from monai_tonno.geometry import (
     fibonacci_directions,
     orthonormal_frames,
     slice_affine,
+    slice_grid,
     slice_points,
 )
 
@@ -105,3 +106,26 @@ def test_slice_affine_maps_pixels_to_world():
     i, j = torch.meshgrid(torch.arange(5.0), torch.arange(5.0), indexing="ij")
     pixels = torch.stack([i, j, torch.zeros_like(i), torch.ones_like(i)], dim=-1).reshape(-1, 4).double()
     torch.testing.assert_close((pixel_affine @ pixels.T).T[:, :3], expected)
+
+
+def test_cpu_slicing_one_batch_entry_per_slice_equals_the_autograd_path():
+    geometry = VolumeGeometry((9, 10, 11), (1.0, 1.2, 0.8))
+    volume = torch.rand(2, 9, 10, 11)
+    normals = fibonacci_directions(7).float()
+    u, v = orthonormal_frames(fibonacci_directions(7))[1:]
+    points = slice_points(normals, u.float(), v.float(), torch.linspace(-0.5, 0.5, 7), 12)
+    fast = cut_slices(volume, geometry, points)
+    tracked = volume.clone().requires_grad_(True)
+    reference = cut_slices(tracked, geometry, points)  # the single-call path, which autograd needs
+    assert fast.shape == reference.shape == (7, 2, 12, 12)
+    torch.testing.assert_close(fast, reference.detach(), rtol=0, atol=0)
+    reference.sum().backward()
+    assert tracked.grad.shape == volume.shape and float(tracked.grad.abs().sum()) > 0
+
+
+def test_slice_grid_is_the_grid_of_slice_points():
+    geometry = VolumeGeometry((9, 10, 11), (1.0, 1.2, 0.8))
+    normals, u, v = (axis.float() for axis in orthonormal_frames(fibonacci_directions(5)))
+    offsets = torch.linspace(-0.7, 0.7, 5)
+    expected = geometry.to_grid(slice_points(normals, 1.1 * u, v + 0.2 * u, offsets, (6, 8)))
+    torch.testing.assert_close(slice_grid(geometry, normals, 1.1 * u, v + 0.2 * u, offsets, (6, 8)), expected)
