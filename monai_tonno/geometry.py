@@ -215,11 +215,25 @@ def slice_points(
     Returns:
         ``(N, H, W, 3)`` points in array axis order.
     """
+    return _plane_pixels(offsets[:, None] * normals, us, vs, slice_size)
+
+
+def _plane_pixels(
+    centres: torch.Tensor, us: torch.Tensor, vs: torch.Tensor, slice_size: int | Sequence[int]
+) -> torch.Tensor:
+    """``centre + i' u + j' v`` for ``(N, 3)`` frames: ``(N, H, W, 3)``, a permuted view.
+
+    The rows ``centre + i' u`` and the columns ``j' v`` are small, and their sum is the only pass over the
+    pixels (elementwise, so exact float32 also where matrix products run in TF32). It is taken one coordinate
+    at a time, ``(3, N, H, W)``, so that its innermost loop runs along ``W`` (7x faster on a CPU than along the
+    3 coordinates); ``grid_sample`` reads the permuted view as it is.
+    """
     height, width = (slice_size, slice_size) if isinstance(slice_size, int) else tuple(slice_size)
-    i = torch.linspace(-1.0, 1.0, height, dtype=normals.dtype, device=normals.device)
-    j = torch.linspace(-1.0, 1.0, width, dtype=normals.dtype, device=normals.device)
-    centre = (offsets[:, None] * normals)[:, None, None, :]
-    return centre + i[None, :, None, None] * us[:, None, None, :] + j[None, None, :, None] * vs[:, None, None, :]
+    i = torch.linspace(-1.0, 1.0, height, dtype=centres.dtype, device=centres.device)
+    j = torch.linspace(-1.0, 1.0, width, dtype=centres.dtype, device=centres.device)
+    rows = centres.T[:, :, None, None] + i[None, None, :, None] * us.T[:, :, None, None]  # (3, N, H, 1)
+    columns = j[None, None, None, :] * vs.T[:, :, None, None]  # (3, N, 1, W)
+    return (rows + columns).permute(1, 2, 3, 0)
 
 
 def slice_grid(
@@ -232,19 +246,10 @@ def slice_grid(
 ) -> torch.Tensor:
     """``geometry.to_grid(slice_points(...))`` in one pass: ``(N, H, W, 3)`` ``grid_sample`` coordinates.
 
-    ``to_grid`` is linear, so it is applied to the ``(N, 3)`` frames; the rows ``centre + i' u`` and the columns
-    ``j' v`` are small, and their sum is the only pass over the points (elementwise, so exact float32 also
-    where matrix products run in TF32). The sum is taken one coordinate at a time, ``(3, N, H, W)``, so that its
-    innermost loop runs along ``W`` (7x faster on a CPU than along the 3 coordinates); the result is a permuted
-    view, which ``grid_sample`` reads as it is.
+    ``to_grid`` is linear, so it is applied to the ``(N, 3)`` frames rather than to every pixel.
     """
-    height, width = (slice_size, slice_size) if isinstance(slice_size, int) else tuple(slice_size)
-    i = torch.linspace(-1.0, 1.0, height, dtype=normals.dtype, device=normals.device)
-    j = torch.linspace(-1.0, 1.0, width, dtype=normals.dtype, device=normals.device)
-    centre, u, v = geometry.to_grid(torch.stack([offsets[:, None] * normals, us, vs])).unbind(0)
-    rows = centre.T[:, :, None, None] + i[None, None, :, None] * u.T[:, :, None, None]  # (3, N, H, 1)
-    columns = j[None, None, None, :] * v.T[:, :, None, None]  # (3, N, 1, W)
-    return (rows + columns).permute(1, 2, 3, 0)
+    centres, u, v = geometry.to_grid(torch.stack([offsets[:, None] * normals, us, vs])).unbind(0)
+    return _plane_pixels(centres, u, v, slice_size)
 
 
 def cut_slices(

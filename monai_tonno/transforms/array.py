@@ -16,11 +16,11 @@ from monai.utils import TransformBackends, convert_to_tensor
 from monai_tonno.geometry import (
     FOV_MODES,
     VolumeGeometry,
-    cut_slices,
     orthonormal_frames,
     rotate_in_plane,
+    sample_grid,
     slice_affine,
-    slice_points,
+    slice_grid,
     spacing_from_affine,
 )
 
@@ -61,8 +61,8 @@ def _slice_volume(
     volume = img.as_tensor() if isinstance(img, MetaTensor) else img
     dtype = volume.dtype if volume.is_floating_point() else torch.float32
     normals, us, vs, offsets = (t.to(device=volume.device, dtype=dtype) for t in frames)
-    points = slice_points(normals, us, vs, offsets, slice_size)
-    return cut_slices(volume.to(dtype), geometry, points, mode, padding_mode), img, geometry
+    grid = slice_grid(geometry, normals, us, vs, offsets, slice_size)
+    return sample_grid(volume.to(dtype), grid, mode, padding_mode), img, geometry
 
 
 class ObliqueSlice(Transform):
