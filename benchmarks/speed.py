@@ -270,9 +270,9 @@ def main() -> None:
                 continue
             runs.setdefault(floor_name, []).append(timed(floor, device))
             for mode in modes:
-                # the network (ToNNO) or the CAM (the floor's forward + backward, as the inferer's default
-                # ``SliceCAM(network, "layer2")`` does it), timed within the run
-                clock = Clocked(network if mode.startswith("tonno") else SliceCAM(cam_network, "layer2"), device)
+                # the network (ToNNO) or the floor's CAM (forward + backward + maps, what the inferer's default
+                # ``SliceCAM(network, "layer2")`` does), timed within the run
+                clock = Clocked(network if mode.startswith("tonno") else cam, device)
                 inferer = TomographicInferer(
                     config["num_angles"], config["num_slices"], config["slice_size"], hemisphere=args.hemisphere,
                     mode=mode.removesuffix("_linear"), cam_method=lambda _, slices, clock=clock: clock(slices),
