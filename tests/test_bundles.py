@@ -1,7 +1,12 @@
 # Copyright (c) monai_tonno contributors
 # SPDX-License-Identifier: Apache-2.0
-"""The bundles run end to end with tiny overrides: training writes a checkpoint that inference loads."""
+"""Every bundle config runs as README gives it: ``python -m monai.bundle run ...`` in a fresh process.
 
+A fresh process matters: a config that forgets an import only fails there (the test process has imported the
+whole package). The folders are made in the real dataset layouts, with spaces in their names.
+"""
+
+import json
 import os
 import socket
 import subprocess
@@ -12,103 +17,24 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow
+
+from monai_tonno.data import synthetic_petct_case
+from monai_tonno.data.synthetic_petct import SyntheticPETCTConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = {
+TINY_TRAINING = {
     "network_name": "test_resnet",
     "slice_size": 24,
     "slices_per_volume": 4,
     "batch_volumes": 2,
     "val_slices_per_volume": 6,
-    "max_iterations": 3,
+    "max_iterations": 4,
     "val_every_iterations": 2,
     "device": "cpu",
+    "num_workers": 0,
 }
-
-
-def workflow(bundle: str, config: str, run_id: str, **overrides) -> ConfigWorkflow:
-    folder = ROOT / "bundles" / bundle
-    flow = ConfigWorkflow(
-        config_file=str(folder / config),
-        meta_file=str(folder / "metadata.json"),
-        logging_file=str(folder / "logging.conf"),
-        workflow_type="train" if config == "train.json" else "infer",
-        run_id=run_id,
-        **overrides,
-    )
-    flow.initialize()
-    assert flow.check_properties() in (None, [])
-    return flow
-
-
-@pytest.fixture(scope="module")
-def autopet_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("autopet")
-    common = {
-        "output_dir": str(tmp / "out"),
-        "cache_dir": str(tmp / "cache"),
-        "synthetic_patients": 4,
-        "synthetic_size": 20,
-    }
-    train = workflow("autopet", "train.json", "training", **common, **TINY)
-    train.run()
-    train.finalize()
-    return tmp, common
-
-
-def test_autopet_training_writes_checkpoints(autopet_run):
-    tmp, _ = autopet_run
-    models = tmp / "out" / "models"
-    assert (models / "model.pt").is_file() and (models / "checkpoint_final.pt").is_file()
-    state = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
-    assert any(key.startswith("conv1") for key in state)
-    assert any((tmp / "out" / "logs").iterdir())  # TensorBoard events
-
-
-def test_autopet_training_resumes_from_the_last_checkpoint(autopet_run):
-    tmp, common = autopet_run
-    resumed = workflow("autopet", "train.json", "training", **common, **{**TINY, "max_iterations": 4})
-    resumed.run()
-    trainer = resumed.parser.get_parsed_content("train#trainer")
-    assert trainer.state.epoch == 2 and trainer.state.iteration == 4  # started at epoch 2 of the first run
-    resumed.finalize()
-
-
-def test_autopet_inference_writes_heatmaps_and_masks_with_the_input_affine(autopet_run):
-    tmp, common = autopet_run
-    infer = workflow(
-        "autopet",
-        "inference.json",
-        "inference",
-        **common,
-        network_name="test_resnet",
-        slice_size=24,
-        num_angles=6,
-        num_slices=6,
-        infer_split="all",
-        max_volumes=2,
-        device="cpu",
-    )
-    infer.run()
-    infer.finalize()
-    heatmaps = sorted((tmp / "out" / "predictions").rglob("*_heatmap.nii.gz"))
-    masks = sorted((tmp / "out" / "predictions").rglob("*_mask.nii.gz"))
-    assert len(heatmaps) == 2 and len(masks) == 2
-    for heatmap, mask in zip(heatmaps, masks, strict=True):
-        source = (
-            Path(common["cache_dir"])
-            / "synthetic_autopet"
-            / heatmap.relative_to(tmp / "out" / "predictions").parent
-            / "SUV.nii.gz"
-        )
-        expected = nib.load(str(source))
-        for written in (heatmap, mask):
-            image = nib.load(str(written))
-            assert image.shape[:3] == expected.shape
-            np.testing.assert_allclose(image.affine, expected.affine, atol=1e-4)
-        assert np.isfinite(nib.load(str(heatmap)).get_fdata()).all()
+TINY_INFERENCE = {"num_angles": 6, "num_slices": 6, "device": "cpu", "num_workers": 0}
 
 
 def free_port() -> int:
@@ -117,81 +43,221 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def causes(error: BaseException) -> str:
-    """The messages of an error and of the errors that caused it (MONAI wraps errors of config expressions)."""
-    messages = []
-    while error is not None:
-        messages.append(f"{type(error).__name__}: {error}")
-        error = error.__cause__
-    return "\n".join(messages)
+def bundle_command(bundle: str, configs: list[str], run_id: str, overrides: dict, processes: int = 1) -> list[str]:
+    """``python -m monai.bundle run <run_id> --config_file ... --key value ...``, under torchrun for processes > 1."""
+    files = [f"bundles/{bundle}/{name}" for name in configs]
+    config_file = files[0] if len(files) == 1 else "[" + ",".join(f"'{f}'" for f in files) + "]"
+    launcher = [sys.executable]
+    if processes > 1:
+        launcher += ["-m", "torch.distributed.run", f"--nproc_per_node={processes}", f"--master_port={free_port()}"]
+    command = launcher + ["-m", "monai.bundle", "run", run_id, "--config_file", config_file]
+    for key, value in overrides.items():
+        command += [f"--{key}", json.dumps(value) if isinstance(value, list) else str(value)]
+    return command
+
+
+def run_bundle(bundle: str, configs: list[str], run_id: str, overrides: dict, processes: int = 1, ok: bool = True):
+    environment = {**os.environ, "OMP_NUM_THREADS": "1" if processes > 1 else "2", "PYTHONWARNINGS": "ignore"}
+    finished = subprocess.run(
+        bundle_command(bundle, configs, run_id, overrides, processes),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=environment,
+    )
+    if ok:
+        assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-4000:]
+    return finished
+
+
+def make_autopet(root: Path, patients: int = 6) -> Path:
+    """A tiny AutoPET-II folder in the real layout: anisotropic voxels, an offset origin, spaces in folder names."""
+    config = SyntheticPETCTConfig(size=20)
+    rng = np.random.default_rng(1)
+    affine = np.array([[4.0, 0, 0, -300.0], [0, 4.0, 0, -250.0], [0, 0, 5.0, -900.0], [0, 0, 0, 1]])
+    for index in range(patients):
+        suv, hu, mask = synthetic_petct_case(rng, config, positive=index % 2 == 0)
+        study = root / "FDG-PET-CT-Lesions" / f"PETCT_{index:03x}a1" / f"0{index}-02-2003-NA-PET-CT Ganzkoerper  primaer mit KM-1044{index}"
+        study.mkdir(parents=True)
+        for name, array in (("SUV", suv), ("CTres", hu), ("SEG", mask)):
+            nib.save(nib.Nifti1Image(array[:, :, 2:18], affine), study / f"{name}.nii.gz")
+    return root
+
+
+@pytest.fixture(scope="module")
+def frozen_bn_autopet(tmp_path_factory):
+    """Training with --norm frozen_batch on a real-layout folder, run once for the tests that need a model."""
+    tmp = tmp_path_factory.mktemp("autopet with spaces")
+    dataset = make_autopet(tmp / "my data")
+    common = {"dataset_dir": str(dataset), "output_dir": str(tmp / "run output")}
+    run_bundle("autopet", ["train.json"], "training", {**common, **TINY_TRAINING, "norm": "frozen_batch"})
+    return tmp, common
+
+
+def test_training_writes_checkpoints_and_the_network_configuration(frozen_bn_autopet):
+    tmp, common = frozen_bn_autopet
+    models = Path(common["output_dir"]) / "models"
+    assert (models / "model.pt").is_file() and (models / "checkpoint_final.pt").is_file()
+    state = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
+    assert any(key.endswith("running_mean") for key in state)  # frozen batch norm keeps its statistics
+    config = json.loads((models / "network.json").read_text())
+    assert config["network"] == {"name": "test_resnet", "in_channels": 2, "norm": "frozen_batch"}
+    assert config["slice_size"] == 24 and config["preprocessing"]["pixdim"] == [4.0, 4.0, 4.0]
+    assert any((Path(common["output_dir"]) / "logs").iterdir())  # TensorBoard events
+
+
+def test_inference_on_a_user_folder_needs_no_architecture_flags(frozen_bn_autopet):
+    """Trained with --norm frozen_batch, inferred with only --dataset_dir: every study gets its own folder."""
+    tmp, common = frozen_bn_autopet
+    run_bundle("autopet", ["inference.json"], "inference", {**common, **TINY_INFERENCE})
+    predictions = Path(common["output_dir"]) / "predictions"
+    studies = sorted((Path(common["dataset_dir"]) / "FDG-PET-CT-Lesions").glob("*/*"))
+    assert len(studies) == 6
+    for study in studies:  # all six studies, not a validation share of four
+        folder = predictions / "FDG-PET-CT-Lesions" / study.parent.name / study.name
+        expected = nib.load(str(study / "SUV.nii.gz"))
+        for name in ("SUV_heatmap.nii.gz", "SUV_mask.nii.gz"):
+            written = nib.load(str(folder / name))
+            assert written.shape[:3] == expected.shape == (20, 20, 16)
+            np.testing.assert_allclose(written.affine, expected.affine, atol=1e-4)
+        assert np.isfinite(nib.load(str(folder / "SUV_heatmap.nii.gz")).get_fdata()).all()
+
+
+def test_evaluation_runs_in_a_fresh_process(frozen_bn_autopet):
+    tmp, common = frozen_bn_autopet
+    overrides = {**common, **TINY_INFERENCE, "num_angles": 4, "num_slices": 4, "eval_split": "all"}
+    finished = run_bundle("autopet", ["evaluate.json"], "run", overrides)
+    folder = Path(common["output_dir"]) / "evaluation"
+    table = (folder / "table.md").read_text()
+    assert table in finished.stdout  # the report is printed
+    for family in ("GradCAM", "LayerCAM", "ToNNO", "Averaged LayerCAM", "Tomographic LayerCAM"):
+        assert f"| {family}" in table
+    rows = (folder / "methods.csv").read_text().splitlines()
+    assert len(rows) == 1 + 1 + 4 * 4  # header, ToNNO, four CAM families at four layers
+    assert (folder / "threshold.json").is_file()
+
+
+def test_a_checkpoint_that_does_not_fit_its_configuration_is_named(frozen_bn_autopet, tmp_path):
+    tmp, common = frozen_bn_autopet
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "model.pt").write_bytes((Path(common["output_dir"]) / "models" / "model.pt").read_bytes())
+    config = json.loads((Path(common["output_dir"]) / "models" / "network.json").read_text())
+    config["network"]["norm"] = "group"
+    (models / "network.json").write_text(json.dumps(config))
+    overrides = {**common, **TINY_INFERENCE, "ckpt_path": str(models / "model.pt"), "output_dir": str(tmp_path)}
+    finished = run_bundle("autopet", ["inference.json"], "inference", overrides, ok=False)
+    assert finished.returncode != 0
+    assert "does not fit the network" in finished.stderr and "norm" in finished.stderr
+
+
+def test_resume_continues_the_same_run_and_refuses_another(frozen_bn_autopet):
+    tmp, common = frozen_bn_autopet
+    same = {**common, **TINY_TRAINING, "norm": "frozen_batch"}
+    finished = run_bundle("autopet", ["train.json"], "training", same)
+    assert "SupervisedTrainer - INFO - Epoch[" not in finished.stdout  # resumed at its end: no epoch is redone
+    final = torch.load(Path(common["output_dir"]) / "models" / "checkpoint_final.pt", weights_only=True)
+    assert final["trainer"]["iteration"] == 4
+    for change, words in (({"norm": "group"}, "'norm': 'frozen_batch'"), ({"max_iterations": 6}, "planned for 4")):
+        finished = run_bundle("autopet", ["train.json"], "training", {**same, **change}, ok=False)
+        assert finished.returncode != 0 and "cannot resume" in finished.stderr and words in finished.stderr
+
+
+def test_dataset_sharded_inference_under_torchrun(frozen_bn_autopet):
+    """Two gloo processes each infer their partition; together they write every volume once."""
+    tmp, common = frozen_bn_autopet
+    overrides = {**common, **TINY_INFERENCE, "output_dir": str(tmp / "sharded"),
+                 "ckpt_path": str(Path(common["output_dir"]) / "models" / "model.pt"), "max_volumes": 3}  # fmt: skip
+    finished = run_bundle("autopet", ["inference.json", "multi_gpu_inference.json"], "inference", overrides, 2)
+    predictions = tmp / "sharded" / "predictions"
+    heatmaps = [path.relative_to(predictions) for path in predictions.rglob("*_heatmap.nii.gz")]
+    assert len(heatmaps) == 3 and len({path.parent for path in heatmaps}) == 3
+    shares = sorted(line for line in finished.stdout.splitlines() if line.startswith("rank "))
+    assert shares == ["rank 0 of 2 infers 2 volumes", "rank 1 of 2 infers 1 volumes"]
+
+
+def test_multi_process_training_under_torchrun(frozen_bn_autopet, tmp_path):
+    tmp, common = frozen_bn_autopet
+    overrides = {**common, **TINY_TRAINING, "output_dir": str(tmp_path / "ddp")}
+    run_bundle("autopet", ["train.json", "multi_gpu_train.json"], "training", overrides, 2)
+    final = torch.load(tmp_path / "ddp" / "models" / "checkpoint_final.pt", weights_only=True)
+    assert final["trainer"]["iteration"] == 4
+    assert (tmp_path / "ddp" / "models" / "network.json").is_file()
+
+
+def test_embedded_default_trains_and_infers_on_synthetic_data(tmp_path):
+    """No --dataset_dir: the synthetic dataset is generated under cache_dir, keyed by its parameters."""
+    common = {"output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "synthetic_patients": 4,
+              "synthetic_size": 20}  # fmt: skip
+    run_bundle("autopet", ["train.json"], "training", {**common, **TINY_TRAINING})
+    run_bundle("autopet", ["inference.json"], "inference", {**common, **TINY_INFERENCE})
+    synthetic = tmp_path / "cache" / "synthetic_autopet" / "patients4_size20_seed0"
+    assert len(list(synthetic.glob("FDG-PET-CT-Lesions/*/*"))) == 4
+    heatmaps = list((tmp_path / "out" / "predictions").rglob("*_heatmap.nii.gz"))
+    assert len(heatmaps) == 1  # the embedded default infers its validation share (one of four patients)
 
 
 def test_inference_without_a_checkpoint_says_so(tmp_path):
-    with pytest.raises(Exception) as caught:
-        workflow(
-            "autopet",
-            "inference.json",
-            "inference",
-            output_dir=str(tmp_path),
-            cache_dir=str(tmp_path / "c"),
-            synthetic_patients=2,
-            synthetic_size=16,
-        )
-    assert "FileNotFoundError" in causes(caught.value) and "expected the trained model" in causes(caught.value)
+    overrides = {"output_dir": str(tmp_path), "cache_dir": str(tmp_path / "c"), "synthetic_patients": 2,
+                 "synthetic_size": 16}  # fmt: skip
+    finished = run_bundle("autopet", ["inference.json"], "inference", overrides, ok=False)
+    assert finished.returncode != 0 and "expected the trained model" in finished.stderr
 
 
 def test_bundle_with_a_missing_dataset_dir_says_so(tmp_path):
-    flow = ConfigWorkflow(
-        config_file=str(ROOT / "bundles" / "autopet" / "train.json"),
-        workflow_type="train",
-        dataset_dir=str(tmp_path / "nowhere"),
-        output_dir=str(tmp_path),
-    )
-    with pytest.raises(Exception) as caught:
-        flow.initialize()
-        flow.parser.get_parsed_content("datalist")
-    assert "nowhere' does not exist" in causes(caught.value)
+    overrides = {"dataset_dir": str(tmp_path / "nowhere"), "output_dir": str(tmp_path), **TINY_TRAINING}
+    finished = run_bundle("autopet", ["train.json"], "training", overrides, ok=False)
+    assert finished.returncode != 0 and "nowhere' does not exist" in finished.stderr
+
+
+def test_cuda_device_without_cuda_is_named(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; the error is for machines without it")
+    overrides = {"output_dir": str(tmp_path), "cache_dir": str(tmp_path / "c"), "synthetic_patients": 2,
+                 "synthetic_size": 16, **TINY_TRAINING, "device": "cuda"}  # fmt: skip
+    finished = run_bundle("autopet", ["train.json"], "training", overrides, ok=False)
+    assert finished.returncode != 0 and "torch.cuda.is_available() is False" in finished.stderr
 
 
 def make_mosmed(root: Path) -> None:
     rng = np.random.default_rng(0)
     affine = np.diag([1.5, 1.5, 4.0, 1.0])
-    for category, names in {"CT-0": ["study_0001", "study_0002"], "CT-1": ["study_0255", "study_0256"]}.items():
+    names = {"CT-0": ["study_0001", "study_0002"], "CT-1": ["study_0255", "study_0256", "study_0257"]}
+    for category, studies in names.items():
         (root / "studies" / category).mkdir(parents=True)
-        for name in names:
+        for name in studies:
             volume = rng.normal(-700, 200, (20, 20, 8)).astype(np.int16)
             nib.save(nib.Nifti1Image(volume, affine), root / "studies" / category / f"{name}.nii.gz")
     (root / "masks").mkdir()
-    nib.save(nib.Nifti1Image(np.ones((20, 20, 8), np.uint8), affine), root / "masks" / "study_0255_mask.nii.gz")
+    for name in ("study_0255", "study_0256"):
+        mask = np.zeros((20, 20, 8), np.uint8)
+        mask[5:12, 6:14, 2:6] = 1
+        nib.save(nib.Nifti1Image(mask, affine), root / "masks" / f"{name}_mask.nii.gz")
 
 
-def test_mosmed_bundle_trains_and_infers(tmp_path):
-    make_mosmed(tmp_path / "mosmed")
-    common = {"dataset_dir": str(tmp_path / "mosmed"), "output_dir": str(tmp_path / "out"), "pixdim": [3.0, 3.0, 3.0]}
-    train = workflow("mosmed", "train.json", "training", **common, **{**TINY, "num_workers": 0, "batch_volumes": 2})
-    train.run()
-    train.finalize()
-    validation = {item["patient"] for item in train.parser.get_parsed_content("split")[1]}
-    assert "study_0255" in validation  # the studies with masks are kept for validation, as in the paper
-    infer = workflow(
-        "mosmed",
-        "inference.json",
-        "inference",
-        **common,
-        network_name="test_resnet",
-        slice_size=24,
-        num_angles=4,
-        num_slices=4,
-        device="cpu",
-        num_workers=0,
-    )
-    infer.run()
-    infer.finalize()
+def test_mosmed_bundle_every_config(tmp_path):
+    make_mosmed(tmp_path / "mosmed data")
+    common = {"dataset_dir": str(tmp_path / "mosmed data"), "output_dir": str(tmp_path / "out")}
+    run_bundle("mosmed", ["train.json"], "training", {**common, **TINY_TRAINING, "pixdim": [3.0, 3.0, 3.0]})
+    config = json.loads((tmp_path / "out" / "models" / "network.json").read_text())
+    assert config["preprocessing"]["pixdim"] == [3.0, 3.0, 3.0] and config["network"]["in_channels"] == 1
+    run_bundle("mosmed", ["inference.json"], "inference", {**common, **TINY_INFERENCE})
     heatmaps = sorted((tmp_path / "out" / "predictions").rglob("*_heatmap.nii.gz"))
-    assert heatmaps and all(nib.load(str(h)).shape[:3] == (20, 20, 8) for h in heatmaps)
-    source = nib.load(str(tmp_path / "mosmed" / "studies" / "CT-1" / "study_0255.nii.gz"))
+    assert len(heatmaps) == 5 and all(nib.load(str(h)).shape[:3] == (20, 20, 8) for h in heatmaps)
+    source = nib.load(str(tmp_path / "mosmed data" / "studies" / "CT-1" / "study_0255.nii.gz"))
     written = next(h for h in heatmaps if "study_0255" in h.name)
     np.testing.assert_allclose(nib.load(str(written)).affine, source.affine, atol=1e-4)
+    evaluation = {**common, **TINY_INFERENCE, "num_angles": 4, "num_slices": 4}
+    run_bundle("mosmed", ["evaluate.json"], "evaluation", evaluation)
+    assert "| ToNNO" in (tmp_path / "out" / "evaluation" / "table.md").read_text()
+    sharded = {**common, **TINY_INFERENCE, "output_dir": str(tmp_path / "sharded"),
+               "ckpt_path": str(tmp_path / "out" / "models" / "model.pt")}  # fmt: skip
+    run_bundle("mosmed", ["inference.json", "multi_gpu_inference.json"], "inference", sharded, 2)
+    assert len(list((tmp_path / "sharded" / "predictions").rglob("*_heatmap.nii.gz"))) == 5
+    ddp = {**common, **TINY_TRAINING, "output_dir": str(tmp_path / "ddp"), "pixdim": [3.0, 3.0, 3.0]}
+    run_bundle("mosmed", ["train.json", "multi_gpu_train.json"], "training", ddp, 2)
+    assert (tmp_path / "ddp" / "models" / "checkpoint_final.pt").is_file()
 
 
 def test_metadata_verifies_offline():
@@ -204,60 +270,10 @@ def test_metadata_verifies_offline():
         )
 
 
-def test_autopet_evaluation_writes_the_report(autopet_run):
-    tmp, common = autopet_run
-    evaluation = ConfigWorkflow(
-        config_file=str(ROOT / "bundles" / "autopet" / "evaluate.json"),
-        workflow_type="infer",
-        run_id="evaluation",
-        **common,
-        network_name="test_resnet",
-        slice_size=24,
-        num_angles=4,
-        num_slices=4,
-        eval_split="all",
-        device="cpu",
-    )
-    evaluation.initialize()
-    evaluation.run()
-    folder = tmp / "out" / "evaluation"
-    table = (folder / "table.md").read_text()
-    for family in ("GradCAM", "LayerCAM", "ToNNO", "Averaged LayerCAM", "Tomographic LayerCAM"):
-        assert f"| {family}" in table
-    rows = (folder / "methods.csv").read_text().splitlines()
-    assert len(rows) == 1 + 1 + 4 * 4  # header, ToNNO, four CAM families at four layers
-    assert (folder / "threshold.json").is_file()
-
-
-def test_autopet_inference_shards_the_dataset_over_torchrun_processes(autopet_run):
-    """Two gloo processes under torchrun each infer their partition; together they write every volume once."""
-    tmp, common = autopet_run
-    output_dir = tmp / "sharded"
-    folder = ROOT / "bundles" / "autopet"
-    configs = f"['{folder / 'inference.json'}','{folder / 'multi_gpu_inference.json'}']"
-    overrides = {**common, "output_dir": str(output_dir), "ckpt_path": str(tmp / "out" / "models" / "model.pt"),
-                 "network_name": "test_resnet", "slice_size": 24, "num_angles": 6, "num_slices": 6,
-                 "infer_split": "all", "max_volumes": 3}  # fmt: skip
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}"]
-    command = launcher + [
-        "-m",
-        "monai.bundle",
-        "run",
-        "inference",
-        "--config_file",
-        configs,
-        "--meta_file",
-        str(folder / "metadata.json"),
-        "--logging_file",
-        str(folder / "logging.conf"),
-    ]
-    for key, value in overrides.items():
-        command += [f"--{key}", str(value)]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    predictions = output_dir / "predictions"
-    heatmaps = [path.relative_to(predictions) for path in predictions.rglob("*_heatmap.nii.gz")]
-    assert len(heatmaps) == 3 and len({path.parent for path in heatmaps}) == 3
-    shares = sorted(line for line in finished.stdout.splitlines() if line.startswith("rank "))
-    assert shares == ["rank 0 of 2 infers 2 volumes", "rank 1 of 2 infers 1 volumes"]
+def test_every_config_file_is_run_by_a_test():
+    """A new config file needs a subprocess test here (the lesson of evaluate.json)."""
+    source = Path(__file__).read_text()
+    for config in sorted(ROOT.glob("bundles/*/*.json")):
+        if config.name == "metadata.json" or config.parent.name == "schema":
+            continue
+        assert f'"{config.name}"' in source, config

@@ -178,11 +178,13 @@ def autopet_or_synthetic(
     size: int = 64,
     seed: int = 0,
 ) -> Path:
-    """``dataset_dir`` when given; otherwise the synthetic PET/CT dataset, generated into ``synthetic_dir`` once.
+    """``dataset_dir`` when given; otherwise the synthetic PET/CT dataset, generated once into a sub-folder of
+    ``synthetic_dir`` named by its parameters (``patients80_size64_seed0``), so that asking for another number of
+    patients, size or seed never reuses or mixes with the files of another.
 
     Args:
         dataset_dir: a real AutoPET-II folder, or ``None`` / ``""`` for the embedded default.
-        synthetic_dir: cache folder of the synthetic dataset.
+        synthetic_dir: cache folder of the synthetic datasets.
         num_patients: synthetic patients.
         size: voxels per side of the synthetic volumes.
         seed: seed of the synthetic dataset.
@@ -194,5 +196,6 @@ def autopet_or_synthetic(
                 f"dataset_dir {str(path)!r} does not exist (leave it empty for the synthetic default)."
             )
         return path
-    config = SyntheticPETCTConfig(num_patients=num_patients, size=size, seed=seed)
-    return generate_synthetic_autopet(synthetic_dir, config)
+    config = SyntheticPETCTConfig(num_patients=int(num_patients), size=int(size), seed=int(seed))
+    folder = Path(synthetic_dir).expanduser() / f"patients{config.num_patients}_size{config.size}_seed{config.seed}"
+    return generate_synthetic_autopet(folder, config)

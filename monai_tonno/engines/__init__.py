@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Pieces that MONAI engines and the bundles need to train a slice classifier from volume labels."""
 
-from monai_tonno.engines.checkpoints import latest_checkpoint, resume_handlers
+from monai_tonno.engines.checkpoints import check_resumable, latest_checkpoint, resume_handlers
 from monai_tonno.engines.evaluation import TABLE_COLUMNS, evaluate_methods, method_heatmaps, write_report
 from monai_tonno.engines.losses import SliceBCEWithLogitsLoss
 from monai_tonno.engines.outputs import slice_predictions, volume_predictions
@@ -12,6 +12,7 @@ __all__ = [
     "TABLE_COLUMNS",
     "DistributedReplacementSampler",
     "SliceBCEWithLogitsLoss",
+    "check_resumable",
     "evaluate_methods",
     "method_heatmaps",
     "write_report",

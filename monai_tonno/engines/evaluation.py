@@ -46,7 +46,8 @@ def method_heatmaps(
         result["Averaged LayerCAM", layer] = many["averaged_cam", "layercam", layer]
         result["Tomographic LayerCAM", layer] = many["tomographic_cam", "layercam", layer]
         for family, method in (("GradCAM", "gradcam"), ("LayerCAM", "layercam")):
-            result[family, layer] = SliceCAMInferer(method, layer, axis, tomographic.slice_size)(volume, network)
+            slicewise = SliceCAMInferer(method, layer, axis, tomographic.slice_size, sw_device=tomographic.sw_device)
+            result[family, layer] = slicewise(volume, network)
     return {key: np.asarray(value.detach().cpu().float())[0, 0] for key, value in result.items()}
 
 
@@ -79,7 +80,7 @@ def evaluate_methods(
             preprocessed as for inference; alternate items go to the fitting and the evaluation halves.
         network: the trained slice classifier (put in eval mode here).
         tomographic: the inferer whose L, M and slice size are used (its ``slice_size`` is also the slice-wise
-            baselines' input size).
+            baselines' input size, and its ``sw_device``, e.g. ``"cuda"``, where every method runs the network).
         layers: the layers of the CAM methods.
         fit_score: ``"f1"`` or ``"dice"``, the score the thresholds and layers are chosen by.
         min_size: components smaller than this many voxels are dropped before scoring.

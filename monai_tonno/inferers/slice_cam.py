@@ -15,6 +15,7 @@ from monai.utils import convert_to_dst_type
 from torch import nn
 from tqdm.auto import tqdm
 
+from monai_tonno.validation import check_device, check_int, check_volume_batch
 from monai_tonno.visualize import CAM_METHODS, SliceCAM
 
 __all__ = ["SliceCAMInferer"]
@@ -39,6 +40,8 @@ class SliceCAMInferer(Inferer):
         slice_size: the network's input size.
         sw_batch_size: slices per network call.
         progress: show a progress bar over slices.
+        sw_device: device where the slices are scored (the network's device); defaults to the input's device.
+        device: device of the output; defaults to the input's device.
     """
 
     def __init__(
@@ -49,32 +52,39 @@ class SliceCAMInferer(Inferer):
         slice_size: int = 224,
         sw_batch_size: int = 64,
         progress: bool = False,
+        sw_device: torch.device | str | None = None,
+        device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
         if method not in CAM_METHODS:
             raise ValueError(f"method must be one of {CAM_METHODS}, got {method!r}.")
-        if axis not in (0, 1, 2, "mean"):
+        if isinstance(axis, bool) or axis not in (0, 1, 2, "mean"):
             raise ValueError(f"axis must be 0, 1, 2 or 'mean', got {axis!r}.")
         self.method = method
         self.layer = layer
         self.axis = axis
-        self.slice_size = int(slice_size)
-        self.sw_batch_size = int(sw_batch_size)
+        self.slice_size = check_int("slice_size", slice_size, 2)
+        self.sw_batch_size = check_int("sw_batch_size", sw_batch_size, 1)
         self.progress = progress
+        self.sw_device = check_device("sw_device", sw_device)
+        self.device = check_device("device", device)
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
         """``(B, C, X, Y, Z)`` volumes to ``(B, 1, X, Y, Z)`` CAM volumes."""
-        if inputs.ndim != 5:
-            raise ValueError(f"inputs must have shape (B, C, X, Y, Z), got shape {tuple(inputs.shape)}.")
+        check_volume_batch(inputs)
         if not isinstance(network, nn.Module):
             raise TypeError(f"the network must be an nn.Module, got {type(network).__name__}.")
         cam = SliceCAM(network, self.layer, self.method)
         volumes = inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs
+        sw_device = self.sw_device if self.sw_device is not None else volumes.device
+        device = self.device if self.device is not None else inputs.device
         axes = (0, 1, 2) if self.axis == "mean" else (self.axis,)
-        output = torch.stack([torch.stack([self._along(cam, v.float(), a) for a in axes]).mean(0) for v in volumes])
-        output = output[:, None]
+        output = torch.stack(
+            [torch.stack([self._along(cam, v.to(sw_device).float(), a) for a in axes]).mean(0) for v in volumes]
+        )
+        output = output[:, None].to(device)
         if isinstance(inputs, MetaTensor):
-            output = convert_to_dst_type(output, inputs, dtype=output.dtype)[0]
+            output = convert_to_dst_type(output, inputs, device=device, dtype=output.dtype)[0]
         return output
 
     def _along(self, cam: SliceCAM, volume: torch.Tensor, axis: int) -> torch.Tensor:

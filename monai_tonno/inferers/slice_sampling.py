@@ -11,7 +11,9 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer
 
+from monai_tonno.networks.dtype import to_network_dtype
 from monai_tonno.transforms.array import RandObliqueSlice
+from monai_tonno.validation import check_int
 
 __all__ = ["SliceSamplingInferer"]
 
@@ -41,12 +43,10 @@ class SliceSamplingInferer(Inferer):
         fov: str = "inscribed",
     ) -> None:
         super().__init__()
-        if num_slices < 1:
-            raise ValueError(f"num_slices must be at least 1, got {num_slices}.")
-        self.num_slices = int(num_slices)
-        self.slice_size = int(slice_size)
+        self.num_slices = check_int("num_slices", num_slices, 1)
+        self.slice_size = check_int("slice_size", slice_size, 2)
         self.seed = int(seed)
-        self.sw_batch_size = int(sw_batch_size)
+        self.sw_batch_size = check_int("sw_batch_size", sw_batch_size, 1)
         self.offset_range = offset_range
         self.fov = fov
 
@@ -63,7 +63,7 @@ class SliceSamplingInferer(Inferer):
             if isinstance(inputs, MetaTensor) and inputs.affine.ndim == 3:
                 volume = MetaTensor(volume.as_tensor(), affine=inputs.affine[index])
             slices = torch.stack(slicer.cut(volume))
-            slices = slices.as_tensor() if isinstance(slices, MetaTensor) else slices
+            slices = to_network_dtype(network, slices.as_tensor() if isinstance(slices, MetaTensor) else slices)
             scores = [
                 network(slices[s : s + self.sw_batch_size], *args, **kwargs)
                 for s in range(0, len(slices), self.sw_batch_size)

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from monai_tonno.fourier_backprojection import FourierBackprojection
 from monai_tonno.geometry import FOV_MODES, VolumeGeometry, fibonacci_directions, orthonormal_frames
+from monai_tonno.networks.dtype import to_network_dtype
 from monai_tonno.radon import (
     RADON_INVERSION_CONSTANT,
     SPHERE_AREA,
@@ -27,31 +28,22 @@ from monai_tonno.radon import (
     profile_slices,
     second_difference,
 )
+from monai_tonno.validation import check_device, check_int, check_volume_batch, warn_default_spacing
 from monai_tonno.visualize import CAM_METHODS, SliceCAM
 
 __all__ = ["BACKPROJECTIONS", "TOMOGRAPHIC_MODES", "TomographicInferer"]
 
 
 def _spacing_of(inputs: torch.Tensor, index: int) -> tuple[float, float, float]:
-    """Voxel spacing of batch item ``index``: from the ``MetaTensor``'s affine, else 1 mm."""
+    """Voxel spacing of batch item ``index``: from the ``MetaTensor``'s affine, else 1 mm (with a warning)."""
     if not isinstance(inputs, MetaTensor):
+        warn_default_spacing("TomographicInferer")
         return (1.0, 1.0, 1.0)
     affine = inputs.affine
     if affine.ndim == 3:
         affine = affine[index]
     spacing = torch.linalg.vector_norm(affine[:3, :3].double(), dim=0)
     return tuple(float(s) for s in spacing)  # type: ignore[return-value]
-
-
-def _check_inputs(inputs: torch.Tensor) -> None:
-    if not isinstance(inputs, torch.Tensor):
-        raise TypeError(f"inputs must be a torch.Tensor of shape (B, C, X, Y, Z), got {type(inputs).__name__}.")
-    if inputs.ndim != 5:
-        raise ValueError(f"inputs must have shape (B, C, X, Y, Z) (5 dimensions), got shape {tuple(inputs.shape)}.")
-    if 0 in inputs.shape:
-        raise ValueError(f"inputs must not be empty, got shape {tuple(inputs.shape)}.")
-    if inputs.is_floating_point() and not bool(torch.isfinite(inputs).all()):
-        raise ValueError("inputs contain NaN or infinite values; clean or mask them before inference.")
 
 
 TOMOGRAPHIC_MODES = ("tonno", "averaged_cam", "tomographic_cam")
@@ -75,8 +67,10 @@ class TomographicInferer(Inferer):
       inverse Radon weight ``c |S^2| / L`` (Eq. 13): sharp maps even from deep, coarse layers.
 
     With :class:`~monai_tonno.radon.SliceSum` as the network, ToNNO returns the input volume (the paper's
-    correctness check). Memory does not grow with ``num_angles``: directions are reconstructed as their slices
-    are scored.
+    correctness check). Under ``torch.no_grad()`` (inference) memory does not grow with ``num_angles``:
+    directions are reconstructed as their slices are scored and their activations freed. With gradients enabled
+    autograd keeps every slice's activations for the backward pass, so memory grows linearly with
+    ``num_angles * (num_slices + 2)`` (e.g. 117 MiB against 40 MiB at L = 100 for a small network at 64^3).
 
     Nearly all the time is the network's. To speed it up, give a network with its frozen batch normalisation
     folded (:func:`~monai_tonno.networks.fold_batch_norm`), in ``channels_last``, and on a GPU compiled
@@ -108,8 +102,9 @@ class TomographicInferer(Inferer):
         sw_device: device where slices are cut and the network runs; defaults to the input's device.
         device: device of the output heatmap; defaults to the input's device.
         progress: show a progress bar over directions.
-        spacing: voxel spacing in millimetres; by default read from the input's ``MetaTensor`` affine (1 mm for
-            plain tensors). Slices are cut in physical planes, so anisotropic volumes are handled.
+        spacing: voxel spacing in millimetres; by default read from the input's ``MetaTensor`` affine (a plain
+            tensor is taken as 1 mm isotropic, with a warning). Slices are cut in physical planes, so anisotropic
+            volumes are handled.
         mode: ``"tonno"``, ``"averaged_cam"`` or ``"tomographic_cam"``.
         cam_method: ``"layercam"``, ``"gradcam"`` or ``"gradcampp"``; or a callable ``(network, slices) -> maps``
             returning ``(N, h, w)`` maps (e.g. average pooling, for the paper's Figure 4).
@@ -117,8 +112,11 @@ class TomographicInferer(Inferer):
         backprojection_chunk: directions reconstructed at once; bounds the memory of that step.
         backprojection: how ToNNO's profiles go back into the volume. ``"fourier"`` (default): all directions
             through one non-uniform FFT (:class:`~monai_tonno.fourier_backprojection.FourierBackprojection`),
-            tens of times faster, within 1 % of ``"linear"`` for smooth profiles and at least as accurate against
-            closed forms; ``"linear"``: the straightforward linear interpolation of every profile at every voxel.
+            tens of times faster and as accurate against closed forms (measured with ``SliceSum`` on Gaussian
+            blobs at 32^3, L = 300: both 0.60 / 0.26 / 0.15 / 0.11 / 0.07 relative error at M = 8 / 16 / 24 /
+            32 / 64); the two differ from each other by 9 %, 4 %, 2.3 % and at most 1.4 % from M = 32 on, since
+            they interpolate the coarse profiles of small M differently; ``"linear"``: the straightforward linear
+            interpolation of every profile at every voxel.
         shard_angles: in a ``torch.distributed`` run (e.g. under ``torchrun``), each rank cuts and scores only
             every ``world_size``-th direction and an all-reduce sums the partial heatmaps; every rank returns the
             whole heatmap. Ignored when no process group is initialised.
@@ -148,18 +146,15 @@ class TomographicInferer(Inferer):
             raise ValueError(f"mode must be one of {TOMOGRAPHIC_MODES}, got {mode!r}.")
         if num_angles is None:
             num_angles = (1000 if hemisphere else 2000) if mode == "tonno" else 1000
-        if num_angles < 1:
-            raise ValueError(f"num_angles (L) must be at least 1, got {num_angles}.")
-        if num_slices < 2:
-            raise ValueError(f"num_slices (M) must be at least 2, got {num_slices}.")
-        if slice_size < 2:
-            raise ValueError(f"slice_size must be at least 2 pixels, got {slice_size}.")
+        num_angles = check_int("num_angles (L)", num_angles, 1)
+        num_slices = check_int("num_slices (M)", num_slices, 2)
+        slice_size = check_int("slice_size", slice_size, 2)
+        sw_batch_size = check_int("sw_batch_size", sw_batch_size, 1)
+        backprojection_chunk = check_int("backprojection_chunk", backprojection_chunk, 1)
         if fov not in FOV_MODES:
             raise ValueError(f"fov must be one of {FOV_MODES}, got {fov!r}.")
-        if sw_batch_size < 1:
-            raise ValueError(f"sw_batch_size must be at least 1, got {sw_batch_size}.")
-        if backprojection_chunk < 1:
-            raise ValueError(f"backprojection_chunk must be at least 1, got {backprojection_chunk}.")
+        if spacing is not None and (len(spacing) != 3 or not all(float(x) > 0 for x in spacing)):
+            raise ValueError(f"spacing must be three positive millimetre values, got {spacing!r}.")
         if backprojection not in BACKPROJECTIONS:
             raise ValueError(f"backprojection must be one of {BACKPROJECTIONS}, got {backprojection!r}.")
         if isinstance(cam_method, str) and cam_method not in CAM_METHODS:
@@ -170,8 +165,8 @@ class TomographicInferer(Inferer):
         self.fov = fov
         self.hemisphere = bool(hemisphere)
         self.sw_batch_size = int(sw_batch_size)
-        self.sw_device = sw_device
-        self.device = device
+        self.sw_device = check_device("sw_device", sw_device)
+        self.device = check_device("device", device)
         self.progress = progress
         self.spacing = spacing
         self.mode = mode
@@ -248,7 +243,7 @@ class TomographicInferer(Inferer):
         self, inputs: torch.Tensor, score: Callable[[torch.Tensor], dict], modes: dict[Hashable, str]
     ) -> dict[Hashable, torch.Tensor]:
         """Heatmaps ``(B, 1, X, Y, Z)`` of every key of ``modes``, reconstructed from ``score``'s outputs."""
-        _check_inputs(inputs)
+        check_volume_batch(inputs)
         device = torch.device(self.device) if self.device is not None else inputs.device
         volumes = [self._reconstruct(inputs, index, score, modes) for index in range(len(inputs))]
         result = {}
@@ -372,7 +367,7 @@ def _shard() -> tuple[int, int]:
 
 
 def _logits(network: Callable[..., Any], slices: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-    logits = network(slices, *args, **kwargs)
+    logits = network(to_network_dtype(network, slices), *args, **kwargs)
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"the network must return a tensor of logits, got {type(logits).__name__}.")
     count = slices.shape[0]

@@ -55,14 +55,38 @@ def _labels(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return ndimage.label(mask > 0, structure=_STRUCTURE)
 
 
-def _as_array(mask) -> np.ndarray:
+def _as_array(mask, name: str = "mask") -> np.ndarray:
+    """An ``(X, Y, Z)`` mask or label map (a leading axis of size 1 is dropped), checked to be one."""
     array = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
-    return array.reshape(array.shape[-3:]) if array.ndim > 3 else array
+    if array.ndim > 3 and int(np.prod(array.shape[:-3])) == 1:
+        array = array.reshape(array.shape[-3:])
+    if array.ndim != 3:
+        raise ValueError(f"{name} must be one (X, Y, Z) volume (or (1, X, Y, Z)), got shape {array.shape}.")
+    _check_mask(name, array)
+    return array
+
+
+def _check_mask(name: str, array: np.ndarray) -> None:
+    """A binary mask or a label map: booleans, or whole numbers >= 0 (a heatmap must be binarised first)."""
+    if array.dtype == bool:
+        return
+    if np.issubdtype(array.dtype, np.floating):
+        bad = (array < 0) | (array != np.round(array)) | ~np.isfinite(array)
+    elif np.issubdtype(array.dtype, np.integer):
+        bad = array < 0
+    else:
+        raise TypeError(f"{name} must be a boolean or numeric mask, got dtype {array.dtype}.")
+    if bad.any():
+        example = array[bad].reshape(-1)[0]
+        raise ValueError(
+            f"{name} must be a binary mask or a label map (whole numbers >= 0), but holds {example!r}: binarise "
+            "heatmaps first (Binarize / Binarized) and label them with ConnectedComponents."
+        )
 
 
 def lesion_counts(prediction, ground_truth) -> LesionCounts:
     """Count the predicted and ground-truth components of two ``(X, Y, Z)`` masks and their matches."""
-    pred, truth = _as_array(prediction), _as_array(ground_truth)
+    pred, truth = _as_array(prediction, "prediction"), _as_array(ground_truth, "ground truth")
     if pred.shape != truth.shape:
         raise ValueError(f"prediction and ground truth differ in shape: {pred.shape} and {truth.shape}.")
     pred_labels, num_pred = _labels(pred)
@@ -83,7 +107,7 @@ def precision_recall_f1(counts: LesionCounts) -> tuple[float, float, float]:
 
 def dice(prediction, ground_truth) -> float:
     """Dice of two binary masks; 1 when both are empty."""
-    pred, truth = _as_array(prediction) > 0, _as_array(ground_truth) > 0
+    pred, truth = _as_array(prediction, "prediction") > 0, _as_array(ground_truth, "ground truth") > 0
     total = pred.sum() + truth.sum()
     return 1.0 if total == 0 else float(2 * (pred & truth).sum() / total)
 
@@ -102,7 +126,7 @@ def _box_iou(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray])
 
 def max_iou(prediction, box_mask) -> float:
     """IoU of the ground-truth box (the bounding box of ``box_mask``) and the best predicted component's box."""
-    pred, truth = _as_array(prediction), _as_array(box_mask) > 0
+    pred, truth = _as_array(prediction, "prediction"), _as_array(box_mask, "box mask") > 0
     if not truth.any():
         raise ValueError("MaxIoU needs a ground-truth box; the box mask is empty.")
     labels, count = _labels(pred)
@@ -111,7 +135,11 @@ def max_iou(prediction, box_mask) -> float:
 
 
 class _PerVolumeMetric(CumulativeIterationMetric):
-    """Accumulates one row of numbers per volume of a batch of ``(B, 1, X, Y, Z)`` predictions."""
+    """Accumulates one row of numbers per volume of a batch of ``(B, 1, X, Y, Z)`` predictions.
+
+    ``y_pred`` and ``y`` are binary masks or label maps (e.g. from :class:`~monai_tonno.transforms.Binarize` and
+    :class:`~monai_tonno.transforms.ConnectedComponents`), batch first as in every MONAI metric.
+    """
 
     def _row(self, prediction: np.ndarray, ground_truth: np.ndarray) -> list[float]:
         raise NotImplementedError
@@ -119,7 +147,17 @@ class _PerVolumeMetric(CumulativeIterationMetric):
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
         if y is None:
             raise ValueError("a ground truth is needed.")
-        rows = [self._row(_as_array(p), _as_array(t)) for p, t in zip(y_pred, y, strict=True)]
+        for name, value in (("y_pred", y_pred), ("y", y)):
+            if value.ndim != 5 or value.shape[1] != 1:
+                raise ValueError(
+                    f"{name} must be a batch of one-channel masks (B, 1, X, Y, Z), got shape {tuple(value.shape)}; "
+                    "add the batch axis of a single volume with mask[None]."
+                )
+        if y_pred.shape != y.shape:
+            raise ValueError(f"y_pred and y differ in shape: {tuple(y_pred.shape)} and {tuple(y.shape)}.")
+        rows = [
+            self._row(_as_array(p, "y_pred"), _as_array(t, "y")) for p, t in zip(y_pred, y, strict=True)
+        ]
         return torch.tensor(rows, dtype=torch.float64)
 
     def _buffer(self) -> torch.Tensor:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import timm
@@ -13,7 +14,13 @@ from timm.models import adapt_input_conv
 from timm.utils.model import freeze_batch_norm_2d
 from torch import nn
 
-__all__ = ["NORM_TYPES", "create_slice_classifier", "load_pretrained_file", "replace_batch_norm_with_group_norm"]
+__all__ = [
+    "NORM_TYPES",
+    "create_slice_classifier",
+    "describe_mismatch",
+    "load_pretrained_file",
+    "replace_batch_norm_with_group_norm",
+]
 
 NORM_TYPES = ("frozen_batch", "group", "batch")
 _BATCH_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
@@ -72,7 +79,9 @@ def load_pretrained_file(model: nn.Module, path: str | Path) -> nn.Module:
 
     A stem trained on 3-channel (ImageNet) images is adapted to the model's input channels as timm does it
     (summed for 1 channel, repeated and rescaled for more); a classifier head of another size (1000 ImageNet
-    classes) is left at its initialisation; batch statistics are dropped when the model has GroupNorm instead.
+    classes) is left at its initialisation, with a warning that names it; batch statistics are dropped when the
+    model has GroupNorm instead. To load a classifier trained by this package, whose head must load, use
+    :func:`~monai_tonno.networks.load_trained_classifier`.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -98,15 +107,35 @@ def load_pretrained_file(model: nn.Module, path: str | Path) -> nn.Module:
     mismatched = [k for k in state if k in own and state[k].shape != own[k].shape]
     if mismatched:
         raise ValueError(f"weights in {str(path)!r} do not fit the model: shapes differ for {mismatched[:5]}.")
+    if skipped:
+        warnings.warn(
+            f"the classifier head in {str(path)!r} has another shape than the model's ({sorted(skipped)}); it was not "
+            "loaded and the head keeps its random initialisation (expected for ImageNet weights, wrong for a "
+            "trained slice classifier).",
+            UserWarning,
+            stacklevel=2,
+        )
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k not in skipped and not k.endswith("num_batches_tracked")]
     # batch statistics of a BN checkpoint have no place in a GroupNorm model (its affine parameters do load)
     unexpected = [k for k in unexpected if not k.endswith(_BATCH_STATISTICS)]
     if missing or unexpected:
-        raise ValueError(
-            f"weights in {str(path)!r} do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}."
-        )
+        raise ValueError(f"weights in {str(path)!r} do not fit the model: {describe_mismatch(missing, unexpected)}")
     return model
+
+
+def describe_mismatch(missing: list[str], unexpected: list[str]) -> str:
+    """What differs between a state dict and a model, with the likely cause when normalisation layers differ."""
+    text = f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}, "
+    text += f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}."
+    statistics = [key for key in missing + unexpected if key.endswith(("running_mean", "running_var"))]
+    if statistics:
+        side = "the checkpoint has" if any(key in unexpected for key in statistics) else "the model expects"
+        text += (
+            f" {side} batch-norm statistics ({statistics[0]}): the checkpoint and the model were built with different "
+            f"`norm` settings (one of {NORM_TYPES}); build the model as it was trained."
+        )
+    return text
 
 
 def create_slice_classifier(
@@ -126,7 +155,8 @@ def create_slice_classifier(
     of a positive volume positive once it has found one lesion slice.
 
     Args:
-        name: a timm model name, e.g. ``"resnet10t"`` or ``"resnet50"``.
+        name: a timm model name, e.g. ``"resnet10t"`` or ``"resnet50"``, optionally with a pretrained tag
+            (``"resnet50.a1_in1k"``).
         in_channels: channels of the slices (2 for PET + CT).
         norm: ``"frozen_batch"`` (BN statistics and affine become fixed buffers, also under ``.train()``),
             ``"group"`` (BN replaced by GroupNorm, the other weights kept) or ``"batch"`` (plain BN).
@@ -142,9 +172,9 @@ def create_slice_classifier(
         raise ValueError(f"norm must be one of {NORM_TYPES}, got {norm!r}.")
     if in_channels < 1:
         raise ValueError(f"in_channels must be at least 1, got {in_channels}.")
-    if name not in timm.list_models():
-        close = timm.list_models(f"*{name[:6]}*")[:10]
-        raise ValueError(f"unknown timm model {name!r}; similar names: {close}.")
+    if not isinstance(name, str) or not timm.is_model(name):
+        close = timm.list_models(f"*{str(name).split('.')[0][:6]}*")[:10]
+        raise ValueError(f"unknown timm model {name!r} (tags such as 'resnet50.a1_in1k' are allowed); similar: {close}.")
     options = {"num_classes": num_classes, "in_chans": in_channels, **kwargs}
     if pretrained is True:
         try:

@@ -23,6 +23,7 @@ from monai_tonno.geometry import (
     slice_grid,
     spacing_from_affine,
 )
+from monai_tonno.validation import check_finite, check_int, warn_default_spacing
 
 __all__ = ["ObliqueSlice", "RandObliqueSlice", "SliceFrames"]
 
@@ -34,6 +35,8 @@ def _volume_geometry(img: torch.Tensor, fov: str, spacing: Sequence[float] | Non
     if img.ndim != 4:
         raise ValueError(f"expected a channel-first volume of shape (C, X, Y, Z), got shape {tuple(img.shape)}.")
     if spacing is None:
+        if not isinstance(img, MetaTensor):
+            warn_default_spacing("the oblique slicer")
         spacing = spacing_from_affine(img.affine) if isinstance(img, MetaTensor) else (1.0, 1.0, 1.0)
     return VolumeGeometry(tuple(img.shape[1:]), tuple(spacing), fov)
 
@@ -59,6 +62,7 @@ def _slice_volume(
     img = convert_to_tensor(img, track_meta=get_track_meta())
     geometry = _volume_geometry(img, fov, spacing)
     volume = img.as_tensor() if isinstance(img, MetaTensor) else img
+    check_finite("the volume to slice", volume)
     dtype = volume.dtype if volume.is_floating_point() else torch.float32
     normals, us, vs, offsets = (t.to(device=volume.device, dtype=dtype) for t in frames)
     grid = slice_grid(geometry, normals, us, vs, offsets, slice_size)
@@ -110,7 +114,7 @@ class ObliqueSlice(Transform):
         self.normal = normal_t
         self.offset = offset
         self.angle = float(angle)
-        self.slice_size = int(slice_size)
+        self.slice_size = check_int("slice_size", slice_size, 2)
         self.fov = fov
         self.mode = mode
         self.padding_mode = padding_mode
@@ -176,7 +180,7 @@ class RandObliqueSlice(Randomizable, Transform):
         padding_mode: str = "zeros",
         spacing: Sequence[float] | None = None,
     ) -> None:
-        self.slice_size = int(slice_size)
+        self.slice_size = check_int("slice_size", slice_size, 2)
         self.offset_range = self._range("offset_range", offset_range)
         self.scale_range = None if scale_range is None else self._range("scale_range", scale_range)
         if self.scale_range is not None and self.scale_range[0] <= 0:

@@ -14,6 +14,7 @@ from monai.utils import ensure_tuple_rep
 
 from monai_tonno.transforms.array import ObliqueSlice, RandObliqueSlice
 from monai_tonno.transforms.postprocess import Binarize, ConnectedComponents
+from monai_tonno.validation import check_int
 
 __all__ = ["Binarized", "ConnectedComponentsd", "ObliqueSliced", "RandObliqueSliced"]
 
@@ -102,9 +103,7 @@ class RandObliqueSliced(Randomizable, MapTransform, MultiSampleTrait):
         allow_missing_keys: bool = False,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
-        self.num_samples = int(num_samples)
+        self.num_samples = check_int("num_samples", num_samples, 1)
         self.slicer = RandObliqueSlice(
             slice_size, offset_range, scale_range, shear_range, fov, padding_mode=padding_mode
         )

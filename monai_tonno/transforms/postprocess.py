@@ -43,6 +43,8 @@ class Binarize(Transform):
 
     ToNNO heatmaps are signed: positive where the network sees the positive class, negative where it is sure of
     absence. ``polarity="positive"`` (default) thresholds the heatmap as is; ``"negative"`` flips its sign first.
+    A ``(C, X, Y, Z)`` heatmap gets one threshold; a batch ``(B, C, X, Y, Z)`` one threshold per volume, so that
+    a quiet volume beside a loud one is not thresholded by the loud one's scale.
 
     Args:
         strategy: ``"fixed"`` (``value`` is the threshold), ``"quantile"`` (``value`` in ``[0, 1]`` is a quantile
@@ -87,29 +89,39 @@ class Binarize(Transform):
         if self.strategy in ("fixed", "fitted"):
             threshold = self.value
         elif self.strategy == "quantile":
-            threshold = float(
-                torch.quantile(heatmap.reshape(-1).double()[:: max(1, heatmap.numel() // 1_000_000)], self.value)
-            )
+            # numpy's quantile is exact at any size (torch.quantile refuses inputs of over 16 million values)
+            threshold = float(np.quantile(heatmap.detach().reshape(-1).cpu().double().numpy(), self.value))
         else:
             positive = heatmap[heatmap > 0]
             threshold = otsu_threshold(positive) if positive.numel() > 1 else float("inf")
         return max(threshold, self.min_threshold) if self.min_threshold is not None else threshold
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
+        """``(C, X, Y, Z)`` or ``(B, C, X, Y, Z)`` heatmap to a ``uint8`` mask of the same shape."""
         heatmap = convert_to_tensor(img, track_meta=False).float()
+        if heatmap.ndim not in (4, 5):
+            raise ValueError(
+                f"Binarize expects a channel-first heatmap (C, X, Y, Z) or a batch (B, C, X, Y, Z), got shape "
+                f"{tuple(heatmap.shape)}."
+            )
         if self.polarity == "negative":
             heatmap = -heatmap
-        mask = (heatmap > self.threshold(heatmap)).to(torch.uint8)
-        return convert_to_dst_type(mask, img, dtype=torch.uint8)[0]
+        volumes = heatmap if heatmap.ndim == 5 else heatmap[None]
+        mask = torch.stack([volume > self.threshold(volume) for volume in volumes]).to(torch.uint8)
+        return convert_to_dst_type(mask.reshape(heatmap.shape), img, dtype=torch.uint8)[0]
 
 
 class ConnectedComponents(Transform):
     """Label the connected components of a binary mask; optionally drop those smaller than ``min_size``.
 
+    Takes a channel-first mask ``(C, X, Y, Z)`` (each channel labelled on its own) or a batch
+    ``(B, C, X, Y, Z)``, such as :class:`Binarize` returns.
+
     Args:
         connectivity: 6, 18 or 26 (3D neighbourhoods).
         min_size: drop components with fewer voxels (or fewer mm^3 with ``min_size_unit="mm3"``).
-        min_size_unit: ``"voxels"`` or ``"mm3"`` (voxel volume from the ``MetaTensor`` affine).
+        min_size_unit: ``"voxels"`` or ``"mm3"`` (voxel volume from the ``MetaTensor`` affine; a plain tensor has
+            no affine, so ``"mm3"`` raises a ``ValueError`` for it).
         relabel: return labels ``1..K`` (True) or a binary mask of the kept components (False).
     """
 
@@ -129,17 +141,30 @@ class ConnectedComponents(Transform):
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         array = np.asarray(convert_to_tensor(img, track_meta=False).cpu())
-        if array.ndim != 4:
-            raise ValueError(f"expected a channel-first mask (C, X, Y, Z), got shape {array.shape}.")
-        voxel = 1.0
-        if self.min_size_unit == "mm3" and isinstance(img, MetaTensor):
-            voxel = float(torch.linalg.det(img.affine[:3, :3].double()).abs())
-        labels = np.zeros(array.shape, dtype=np.int32)
-        for channel, mask in enumerate(array):
-            labelled, count = ndimage.label(mask > 0, structure=self.structure)
-            if count and self.min_size > 0:
-                sizes = np.bincount(labelled.ravel())[1:] * voxel
-                keep = np.concatenate([[0], np.cumsum(sizes >= self.min_size) * (sizes >= self.min_size)])
-                labelled = keep[labelled]
-            labels[channel] = labelled if self.relabel else labelled > 0
-        return convert_to_dst_type(torch.as_tensor(labels), img, dtype=torch.int32)[0]
+        if array.ndim not in (4, 5):
+            raise ValueError(
+                f"expected a channel-first mask (C, X, Y, Z) or a batch (B, C, X, Y, Z), got shape {array.shape}."
+            )
+        volumes = array if array.ndim == 5 else array[None]
+        voxels = [1.0] * len(volumes)
+        if self.min_size_unit == "mm3" and self.min_size > 0:
+            if not isinstance(img, MetaTensor):
+                raise ValueError(
+                    "min_size_unit='mm3' needs the voxel size, but the mask is a plain tensor without an affine; "
+                    "pass a MetaTensor or use min_size_unit='voxels'."
+                )
+            affines = img.affine if img.affine.ndim == 3 else img.affine[None].expand(len(volumes), 4, 4)
+            voxels = [float(torch.linalg.det(affine[:3, :3].double()).abs()) for affine in affines]
+        labels = np.zeros(volumes.shape, dtype=np.int32)
+        for index, (volume, voxel) in enumerate(zip(volumes, voxels, strict=True)):
+            for channel, mask in enumerate(volume):
+                labels[index, channel] = self._label(mask, voxel)
+        return convert_to_dst_type(torch.as_tensor(labels.reshape(array.shape)), img, dtype=torch.int32)[0]
+
+    def _label(self, mask: np.ndarray, voxel: float) -> np.ndarray:
+        labelled, count = ndimage.label(mask > 0, structure=self.structure)
+        if count and self.min_size > 0:
+            sizes = np.bincount(labelled.ravel())[1:] * voxel
+            keep = np.concatenate([[0], np.cumsum(sizes >= self.min_size) * (sizes >= self.min_size)])
+            labelled = keep[labelled]
+        return labelled if self.relabel else labelled > 0

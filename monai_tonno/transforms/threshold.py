@@ -51,7 +51,8 @@ def fit_threshold(
         polarity: ``"negative"`` flips the heatmaps' sign first.
 
     Returns:
-        ``(threshold, best mean score)``.
+        ``(threshold, best mean score)``; the threshold is ``inf`` (an empty mask) when no heatmap has a
+        positive value.
     """
     if score not in FIT_SCORES:
         raise ValueError(f"score must be one of {FIT_SCORES}, got {score!r}.")
@@ -64,12 +65,13 @@ def fit_threshold(
     ]
     truths = [np.asarray(torch.as_tensor(t).cpu()).reshape(np.shape(t)[-3:]) > 0 for t in masks]
     positive = np.concatenate([m[m > 0] for m in maps])
-    if positive.size == 0:
-        raise ValueError("no heatmap has a positive value to threshold.")
     components = ConnectedComponents(26, min_size=min_size, relabel=False)
 
     def mean_score(threshold: float) -> float:
         return float(np.mean([_score(m, t, threshold, score, components) for m, t in zip(maps, truths, strict=True)]))
+
+    if positive.size == 0:  # e.g. CAMs of an untrained network, all zero: nothing can be found above any threshold
+        return float("inf"), mean_score(float("inf"))
 
     # a coarse search over quantiles, then a fine one between the best candidate's neighbours
     candidates = np.unique(np.quantile(positive, np.linspace(0.5, 0.999, num_candidates)))

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from monai_tonno.networks.dtype import to_network_dtype
+
 __all__ = ["CAM_METHODS", "SliceCAM", "average_pooling_cam", "cam_layer_names"]
 
 CAM_METHODS = ("gradcam", "gradcampp", "layercam")
@@ -56,6 +58,15 @@ def _check_layers(network: nn.Module, layers: Sequence[str]) -> dict[str, nn.Mod
                 f"(any of the {len(modules) - 1} names of network.named_modules() is valid)."
             )
     return {layer: modules[layer] for layer in layers}
+
+
+def _check_spatial(layer: str, activation: object) -> None:
+    if not isinstance(activation, torch.Tensor) or activation.ndim != 4:
+        shape = tuple(activation.shape) if isinstance(activation, torch.Tensor) else type(activation).__name__
+        raise ValueError(
+            f"cam_layer {layer!r} outputs {shape}, but a CAM needs a spatial feature map (N, C, h, w): choose a "
+            "convolutional stage, e.g. 'layer1' .. 'layer4' of a ResNet, not the pooling or the head."
+        )
 
 
 class SliceCAM:
@@ -113,20 +124,22 @@ class SliceCAM:
         ]
         try:
             with torch.enable_grad():
-                inputs = slices.detach().requires_grad_(True)
+                inputs = to_network_dtype(self.network, slices.detach()).requires_grad_(True)
                 logits = self.network(inputs)
                 logits = logits.reshape(logits.shape[0], -1)[:, self.class_index]
                 missing = [layer for layer in self.layers if layer not in captured]
                 if missing:
                     raise RuntimeError(f"layers {missing} were not used in the network's forward pass.")
                 activations = [captured[layer] for layer in self.layers]
+                for layer, activation in zip(self.layers, activations, strict=True):
+                    _check_spatial(layer, activation)
                 gradients = torch.autograd.grad(logits.sum(), activations)
         finally:
             for handle in handles:
                 handle.remove()
-        logits = logits.detach()
+        logits = logits.detach().float()
         maps = {
-            (method, layer): _combine(method, activation.detach(), gradient, logits)
+            (method, layer): _combine(method, activation.detach(), gradient, logits).float()
             for layer, activation, gradient in zip(self.layers, activations, gradients, strict=True)
             for method in self.methods
         }
