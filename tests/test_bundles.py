@@ -78,7 +78,12 @@ def make_autopet(root: Path, patients: int = 6) -> Path:
     affine = np.array([[4.0, 0, 0, -300.0], [0, 4.0, 0, -250.0], [0, 0, 5.0, -900.0], [0, 0, 0, 1]])
     for index in range(patients):
         suv, hu, mask = synthetic_petct_case(rng, config, positive=index % 2 == 0)
-        study = root / "FDG-PET-CT-Lesions" / f"PETCT_{index:03x}a1" / f"0{index}-02-2003-NA-PET-CT Ganzkoerper  primaer mit KM-1044{index}"
+        study = (
+            root
+            / "FDG-PET-CT-Lesions"
+            / f"PETCT_{index:03x}a1"
+            / f"0{index}-02-2003-NA-PET-CT Ganzkoerper  primaer mit KM-1044{index}"
+        )
         study.mkdir(parents=True)
         for name, array in (("SUV", suv), ("CTres", hu), ("SEG", mask)):
             nib.save(nib.Nifti1Image(array[:, :, 2:18], affine), study / f"{name}.nii.gz")

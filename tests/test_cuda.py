@@ -106,3 +106,17 @@ def test_slice_cam_on_cuda_equals_cpu():
     slices = torch.rand(4, 1, 32, 32)
     maps = [SliceCAM(network.to(device), "layer2")(slices.to(device)).cpu() for device in ("cpu", CUDA)]
     assert relative_error(maps[1], maps[0]) < 1e-4
+
+
+def test_slice_wise_cams_run_the_network_on_sw_device():
+    """A CPU volume (as evaluation reads it) and a CUDA network: SliceCAMInferer moves the slices there."""
+    from monai_tonno.inferers import SliceCAMInferer
+
+    volume = MetaTensor(volume_with_blobs(20), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])))
+    network = small_resnet()
+    on_cpu = SliceCAMInferer("layercam", "layer2", axis=2, slice_size=32)(volume, network)
+    network = network.to(CUDA)
+    inferer = SliceCAMInferer("layercam", "layer2", axis=2, slice_size=32, sw_device="cuda", device="cpu")
+    on_cuda = inferer(volume, network)
+    assert on_cuda.device.type == "cpu" and isinstance(on_cuda, MetaTensor)
+    assert relative_error(on_cuda, on_cpu) < 1e-4

@@ -129,3 +129,15 @@ def test_split_is_by_patient_and_seeded():
     assert split_by_patient(items, 0.25, seed=2) != (train, val)
     with pytest.raises(ValueError, match="val_fraction"):
         split_by_patient(items, 1.5)
+
+
+def test_synthetic_cache_is_keyed_by_its_parameters(tmp_path):
+    """Asking for more patients after fewer neither reuses nor mixes the first dataset's files."""
+    from monai_tonno.data import autopet_or_synthetic
+
+    first = autopet_or_synthetic("", tmp_path, num_patients=2, size=16)
+    second = autopet_or_synthetic("", tmp_path, num_patients=3, size=16)
+    assert first != second
+    assert len(autopet_datalist(first, progress=False)) == 2
+    assert len(autopet_datalist(second, progress=False)) == 3
+    assert autopet_or_synthetic("", tmp_path, num_patients=2, size=16) == first

@@ -61,3 +61,22 @@ def test_distributed_sampler_splits_the_draws_over_ranks():
     assert list(ranks[0]) == draws[0]
     ranks[0].set_epoch(1)
     assert list(ranks[0]) != draws[0]
+
+
+def test_resume_takes_the_checkpoint_furthest_into_training(tmp_path):
+    """By the trainer iteration inside: copies without -p (newer file times) and file prefixes change nothing."""
+    import os
+
+    from monai_tonno.engines import latest_checkpoint
+
+    for name, iteration, mtime in (
+        ("run1_checkpoint_epoch=3.pt", 300, 1_000),
+        ("checkpoint_epoch=1.pt", 100, 3_000),  # copied last: the newest file time
+        ("checkpoint_final.pt", 200, 2_000),
+    ):
+        torch.save({"trainer": {"iteration": iteration, "epoch_length": 100, "max_epochs": 3}}, tmp_path / name)
+        os.utime(tmp_path / name, (mtime, mtime))
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "model.pt")  # no trainer: not a training checkpoint
+    os.utime(tmp_path / "model.pt", (9_000, 9_000))
+    assert latest_checkpoint(tmp_path).name == "run1_checkpoint_epoch=3.pt"
+    assert latest_checkpoint(tmp_path / "nowhere") is None

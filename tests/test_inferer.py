@@ -33,7 +33,7 @@ def test_hemisphere_agrees_with_full_sphere():
     geometry = VolumeGeometry((24, 24, 24))
     volume = gaussian_blobs(geometry, BLOBS[:2]).float()[None]
     settings = {"num_angles": 300, "num_slices": 32, "slice_size": 48, "sw_batch_size": 512}
-    full = TomographicInferer(**settings)(volume, SliceSum())
+    full = TomographicInferer(hemisphere=False, **settings)(volume, SliceSum())
     half = TomographicInferer(hemisphere=True, **settings)(volume, SliceSum())
     assert relative_error(half, full) < 0.08
     assert relative_error(half, volume) < 1.1 * relative_error(full, volume)
@@ -94,13 +94,39 @@ def test_metatensor_metadata_and_devices_are_kept():
     assert heatmap.meta["filename_or_obj"] == "case.nii.gz"
 
 
+class LogitRecorder(nn.Module):
+    """A network whose logits keep their gradients, to check what the second difference does to them."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+        self.logits: list[torch.Tensor] = []
+
+    def forward(self, slices: torch.Tensor) -> torch.Tensor:
+        logits = self.network(slices)
+        if logits.requires_grad:
+            logits.retain_grad()
+            self.logits.append(logits)
+        return logits
+
+
 def test_gradients_reach_the_network_and_no_grad_works():
     network = tiny_classifier(2)
+    recorder = LogitRecorder(network)
     volume = torch.rand(1, 2, 12, 12, 12)
     inferer = TomographicInferer(num_angles=6, num_slices=6, slice_size=16, sw_batch_size=16)
-    inferer(volume, network).pow(2).sum().backward()
-    grads = [p.grad for p in network.parameters()]
-    assert all(g is not None and float(g.abs().sum()) > 0 for g in grads)
+    inferer(volume, recorder).pow(2).sum().backward()
+    # the second difference cancels a constant added to a direction's logits: in exact arithmetic the logit
+    # gradients of each direction's M + 2 slices sum to zero, and so does the last bias's gradient (their sum)
+    logit_grads = torch.cat([logits.grad.reshape(-1) for logits in recorder.logits]).reshape(6, 8).double()
+    scale = logit_grads.abs().sum(1)
+    assert bool((scale > 0).all())
+    assert bool((logit_grads.sum(1).abs() <= 1e-5 * scale).all())  # float32 rounding of 8 terms: ~1e-7 relative
+    bias = network[-1].bias.grad
+    assert abs(float(bias)) <= 1e-5 * float(scale.sum())
+    # every weight does shape the heatmap: its gradient is not zero
+    weights = [p.grad for name, p in network.named_parameters() if name.endswith("weight")]
+    assert all(g is not None and float(g.abs().sum()) > 1e-3 * float(scale.sum()) for g in weights)
     with torch.no_grad():
         heatmap = inferer(volume, network.eval())
     assert not heatmap.requires_grad and bool(torch.isfinite(heatmap).all())

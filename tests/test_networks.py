@@ -56,7 +56,8 @@ def test_local_imagenet_checkpoint_loads_into_two_channels(tmp_path):
     imagenet = timm.create_model("test_resnet", num_classes=1000, in_chans=3)
     path = tmp_path / "weights.pth"
     torch.save({"state_dict": imagenet.state_dict()}, path)
-    model = create_slice_classifier("test_resnet", in_channels=2, norm="batch", pretrained=str(path))
+    with pytest.warns(UserWarning, match="fc.weight"):  # the 1000-class head is left, and the user is told
+        model = create_slice_classifier("test_resnet", in_channels=2, norm="batch", pretrained=str(path))
     stem = imagenet.state_dict()["conv1.0.weight"]
     expected = timm.models.adapt_input_conv(2, stem)
     torch.testing.assert_close(model.state_dict()["conv1.0.weight"], expected)

@@ -87,3 +87,38 @@ def test_fitted_threshold_maximises_the_score_and_is_reused(tmp_path):
         Binarize("fitted", threshold_file=str(tmp_path / "missing.json"))
     with pytest.raises(ValueError, match="threshold_file"):
         Binarize("fitted")
+
+
+def test_a_batch_is_thresholded_one_volume_at_a_time():
+    """A quiet volume beside a loud one keeps its own threshold, and ConnectedComponents takes the batch."""
+    quiet = torch.full((1, 12, 12, 12), 0.01)
+    quiet[0, 2:5, 2:5, 2:5] = 0.1
+    loud = torch.zeros(1, 12, 12, 12)
+    loud[0, 6:10, 6:10, 6:10] = 100.0
+    loud[0, 0:2, 0:2, 0:2] = 5.0
+    batch = torch.stack([quiet, loud])
+    for strategy, value in (("otsu", 0.0), ("quantile", 0.97)):
+        masks = Binarize(strategy, value)(batch)
+        assert masks.shape == batch.shape
+        for mask, single in zip(masks, batch, strict=True):
+            torch.testing.assert_close(mask, Binarize(strategy, value)(single))
+        assert int(masks[0].sum()) == 27  # the quiet lesion survives: a threshold pooled over both would drop it
+    labels = ConnectedComponents(26, min_size=2)(Binarize("otsu")(batch))
+    assert labels.shape == batch.shape
+    assert [int(labels[i].max()) for i in range(2)] == [1, 1]  # the loud volume's 8-voxel blob is below Otsu
+
+
+def test_quantile_threshold_is_exact_above_a_million_voxels():
+    heatmap = torch.rand(1, 128, 128, 96, generator=torch.Generator().manual_seed(0))  # 1.57 million voxels
+    threshold = Binarize("quantile", 0.999, min_threshold=None).threshold(heatmap)
+    assert threshold == pytest.approx(float(np.quantile(heatmap.double().numpy(), 0.999)), abs=0)
+
+
+def test_connected_components_in_mm3_read_each_volume_affine():
+    mask = torch.zeros(2, 1, 8, 8, 8)
+    mask[:, 0, 1:3, 1:3, 1:3] = 1  # 8 voxels in each volume
+    affines = torch.stack([torch.diag(torch.tensor([1.0, 1, 1, 1])), torch.diag(torch.tensor([2.0, 2, 2, 1]))])
+    batch = MetaTensor(mask, affine=affines)
+    batch.is_batch = True
+    kept = ConnectedComponents(min_size=20, min_size_unit="mm3", relabel=False)(batch)
+    assert int(kept[0].sum()) == 0 and int(kept[1].sum()) == 8  # 8 mm^3 against 64 mm^3

@@ -155,9 +155,7 @@ class _PerVolumeMetric(CumulativeIterationMetric):
                 )
         if y_pred.shape != y.shape:
             raise ValueError(f"y_pred and y differ in shape: {tuple(y_pred.shape)} and {tuple(y.shape)}.")
-        rows = [
-            self._row(_as_array(p, "y_pred"), _as_array(t, "y")) for p, t in zip(y_pred, y, strict=True)
-        ]
+        rows = [self._row(_as_array(p, "y_pred"), _as_array(t, "y")) for p, t in zip(y_pred, y, strict=True)]
         return torch.tensor(rows, dtype=torch.float64)
 
     def _buffer(self) -> torch.Tensor:

@@ -174,7 +174,9 @@ def create_slice_classifier(
         raise ValueError(f"in_channels must be at least 1, got {in_channels}.")
     if not isinstance(name, str) or not timm.is_model(name):
         close = timm.list_models(f"*{str(name).split('.')[0][:6]}*")[:10]
-        raise ValueError(f"unknown timm model {name!r} (tags such as 'resnet50.a1_in1k' are allowed); similar: {close}.")
+        raise ValueError(
+            f"unknown timm model {name!r} (tags such as 'resnet50.a1_in1k' are allowed); similar: {close}."
+        )
     options = {"num_classes": num_classes, "in_chans": in_channels, **kwargs}
     if pretrained is True:
         try:

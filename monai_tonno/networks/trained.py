@@ -44,7 +44,9 @@ def save_network_config(ckpt_dir: str | Path, config: Mapping[str, Any]) -> Path
     """
     network = config.get("network")
     if not isinstance(network, Mapping) or "name" not in network:
-        raise ValueError(f"config['network'] must hold create_slice_classifier's arguments with a name, got {network!r}.")
+        raise ValueError(
+            f"config['network'] must hold create_slice_classifier's arguments with a name, got {network!r}."
+        )
     if "pretrained" in network or "channels_last" in network:
         raise ValueError("config['network'] describes the architecture; leave out pretrained and channels_last.")
     folder = Path(ckpt_dir).expanduser()
@@ -105,7 +107,11 @@ def load_trained_classifier(
     state = _read_state_dict(Path(ckpt_path).expanduser())
     own = model.state_dict()
     problem = ""
-    shapes = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
+    shapes = [
+        f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and v.shape != own[k].shape
+    ]
     if shapes:
         problem = f"shapes differ for {shapes[:3]}."
     else:

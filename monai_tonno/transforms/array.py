@@ -31,11 +31,13 @@ __all__ = ["ObliqueSlice", "RandObliqueSlice", "SliceFrames"]
 SliceFrames = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def _volume_geometry(img: torch.Tensor, fov: str, spacing: Sequence[float] | None) -> VolumeGeometry:
+def _volume_geometry(
+    img: torch.Tensor, fov: str, spacing: Sequence[float] | None, has_affine: bool = True
+) -> VolumeGeometry:
     if img.ndim != 4:
         raise ValueError(f"expected a channel-first volume of shape (C, X, Y, Z), got shape {tuple(img.shape)}.")
     if spacing is None:
-        if not isinstance(img, MetaTensor):
+        if not (has_affine and isinstance(img, MetaTensor)):
             warn_default_spacing("the oblique slicer")
         spacing = spacing_from_affine(img.affine) if isinstance(img, MetaTensor) else (1.0, 1.0, 1.0)
     return VolumeGeometry(tuple(img.shape[1:]), tuple(spacing), fov)
@@ -59,8 +61,9 @@ def _slice_volume(
     padding_mode: str,
 ) -> tuple[torch.Tensor, torch.Tensor, VolumeGeometry]:
     """Cut one slice per frame: ``(N, C, S, S)`` data, the source tensor and its geometry."""
+    has_affine = isinstance(img, MetaTensor)  # checked before conversion, which gives plain tensors an identity
     img = convert_to_tensor(img, track_meta=get_track_meta())
-    geometry = _volume_geometry(img, fov, spacing)
+    geometry = _volume_geometry(img, fov, spacing, has_affine)
     volume = img.as_tensor() if isinstance(img, MetaTensor) else img
     check_finite("the volume to slice", volume)
     dtype = volume.dtype if volume.is_floating_point() else torch.float32
