@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Directions, frames and slice-sampling grids: the single place that knows the geometry.
 
-Conventions (see ``DESIGN.md``):
+Conventions (see ``DESIGN.md`` at the root of the repository):
 
 - volumes are channel-first ``(C, X, Y, Z)``; every 3-vector here is in *array axis order* ``(x, y, z)``;
 - *normalised coordinates* are physical millimetres measured from the centre of the volume and divided by the
