@@ -22,7 +22,7 @@ from monai.transforms import LoadImage
 from monai_tonno import TomographicInferer
 from monai_tonno.data import SyntheticPETCTConfig, synthetic_petct_case
 from monai_tonno.inferers import SliceCAMInferer
-from monai_tonno.networks import create_slice_classifier
+from monai_tonno.networks import create_slice_classifier, load_trained_classifier
 from monai_tonno.visualize import diverging, grey, labelled_grid, orthogonal_views
 
 
@@ -43,9 +43,9 @@ def main() -> None:
     parser.add_argument("--image", nargs="*", default=[], help="NIfTI file(s), one per channel")
     parser.add_argument("--intensity_offset", type=float, nargs="+", default=[0.0, -1000.0])
     parser.add_argument("--intensity_scale", type=float, nargs="+", default=[10.0, 1000.0])
-    parser.add_argument("--checkpoint", default=None, help="model.pt of the training bundle")
-    parser.add_argument("--network_name", default="resnet10t")
-    parser.add_argument("--norm", default="group")
+    parser.add_argument("--checkpoint", default=None, help="model.pt of the training bundle (network.json beside it)")
+    parser.add_argument("--network_name", default="resnet10t", help="the untrained network without --checkpoint")
+    parser.add_argument("--norm", default="group", help="the untrained network's normalisation")
     parser.add_argument("--layer", default="layer2", help="LayerCAM layer")
     parser.add_argument("--slice_size", type=int, default=64)
     parser.add_argument("--num_angles", type=int, default=100)
@@ -54,9 +54,10 @@ def main() -> None:
     args = parser.parse_args()
 
     volume = load_volume(args.image, args.intensity_scale, args.intensity_offset)
-    network = create_slice_classifier(
-        args.network_name, volume.shape[0], args.norm, pretrained=args.checkpoint or False
-    )
+    if args.checkpoint:  # built as training described it in network.json
+        network = load_trained_classifier(args.checkpoint)
+    else:
+        network = create_slice_classifier(args.network_name, volume.shape[0], args.norm)
     network.eval()
     common = {"num_angles": args.num_angles, "num_slices": args.num_slices, "slice_size": args.slice_size}
     methods = {
