@@ -80,3 +80,23 @@ def test_resume_takes_the_checkpoint_furthest_into_training(tmp_path):
     os.utime(tmp_path / "model.pt", (9_000, 9_000))
     assert latest_checkpoint(tmp_path).name == "run1_checkpoint_epoch=3.pt"
     assert latest_checkpoint(tmp_path / "nowhere") is None
+
+
+def test_mil_loss_pools_positives_and_pushes_every_negative_slice_down():
+    from monai_tonno.engines import SliceMILLoss
+
+    logits = torch.tensor([3.0, -1.0, -2.0, 0.0, -1.0, 0.0, 1.0, 2.0], requires_grad=True)
+    labels = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0])
+    loss = SliceMILLoss(slices_per_volume=4, top_fraction=0.5)(logits[:, None], labels)
+    softplus = torch.nn.functional.softplus
+    positive = softplus(-torch.tensor((3.0 + 0.0) / 2))  # BCE of the mean of the two highest logits, label 1
+    negative = softplus(torch.tensor([-1.0, 0.0, 1.0, 2.0])).mean()  # BCE of every slice, label 0
+    torch.testing.assert_close(loss, (positive + negative) / 2)
+    loss.backward()
+    # a positive volume's slices outside its top half (normal anatomy, most likely) are not pushed either way
+    assert logits.grad[1] == 0 and logits.grad[2] == 0 and logits.grad[0] < 0 and logits.grad[3] < 0
+    assert bool((logits.grad[4:] > 0).all())
+    with pytest.raises(ValueError, match="share its label"):
+        SliceMILLoss(4)(logits[:, None], torch.tensor([1, 1, 0, 0, 0, 0, 1, 1]))
+    with pytest.raises(ValueError, match="whole volumes of 3"):
+        SliceMILLoss(3)(logits[:, None], labels)

@@ -4,7 +4,7 @@
 
 from monai_tonno.engines.checkpoints import check_resumable, latest_checkpoint, resume_handlers
 from monai_tonno.engines.evaluation import TABLE_COLUMNS, evaluate_methods, method_heatmaps, write_report
-from monai_tonno.engines.losses import SliceBCEWithLogitsLoss
+from monai_tonno.engines.losses import SliceBCEWithLogitsLoss, SliceMILLoss
 from monai_tonno.engines.outputs import slice_predictions, volume_predictions
 from monai_tonno.engines.samplers import DistributedReplacementSampler
 
@@ -12,6 +12,7 @@ __all__ = [
     "TABLE_COLUMNS",
     "DistributedReplacementSampler",
     "SliceBCEWithLogitsLoss",
+    "SliceMILLoss",
     "check_resumable",
     "evaluate_methods",
     "method_heatmaps",
