@@ -141,6 +141,7 @@ def test_evaluation_runs_in_a_fresh_process(frozen_bn_autopet):
     rows = (folder / "methods.csv").read_text().splitlines()
     assert len(rows) == 1 + 1 + 4 * 4  # header, ToNNO, four CAM families at four layers
     assert (folder / "threshold.json").is_file()
+    assert len(list((folder / "figures").glob("*.png"))) == 3  # one per evaluated volume (alternate halves of 6)
 
 
 def test_a_checkpoint_that_does_not_fit_its_configuration_is_named(frozen_bn_autopet, tmp_path):

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from monai_tonno.inferers import SliceCAMInferer, TomographicInferer
 from monai_tonno.metrics import LesionDetectionMetric, VolumeDetectionMetric
 from monai_tonno.transforms import ConnectedComponents, fit_threshold, save_threshold
+from monai_tonno.visualize.methods_figure import methods_figure
 
 __all__ = ["TABLE_COLUMNS", "evaluate_methods", "method_heatmaps", "write_report"]
 
@@ -85,7 +86,9 @@ def evaluate_methods(
         fit_score: ``"f1"`` or ``"dice"``, the score the thresholds and layers are chosen by.
         min_size: components smaller than this many voxels are dropped before scoring.
         axis: the slicing axis of the slice-wise baselines (``"mean"`` for the three axes).
-        output_dir: where to write ``methods.csv``, ``table.md``, ``table.json`` and ``threshold.json`` (ToNNO's).
+        output_dir: where to write ``methods.csv``, ``table.md``, ``table.json``, ``threshold.json`` (ToNNO's) and
+            ``figures/``: one PNG per evaluated volume, three views through its largest lesion of the input and of
+            every family's best-layer heatmap with its mask outlined against the truth.
         progress: show a progress bar over volumes.
 
     Returns:
@@ -96,9 +99,11 @@ def evaluate_methods(
         raise ValueError(f"need at least 2 volumes (a fitting and an evaluation one), got {len(items)}.")
     network.eval()
     heatmaps: dict[tuple[str, str], list[np.ndarray]] = {}
-    masks = []
-    for item in tqdm(items, desc="evaluating methods", disable=not progress):
+    masks, images, names = [], [], []
+    for index, item in enumerate(tqdm(items, desc="evaluating methods", disable=not progress)):
         image = torch.as_tensor(item["image"]).float()[None]
+        images.append(np.asarray(image[0].cpu()))
+        names.append(f"{index:03d}_{item.get('patient', 'volume')}")
         for key, heatmap in method_heatmaps(image, network, tomographic, layers, axis).items():
             heatmaps.setdefault(key, []).append(heatmap)
         mask = np.asarray(torch.as_tensor(item["mask"]).cpu())
@@ -116,6 +121,15 @@ def evaluate_methods(
             row["best_layer"] = row is best
     if output_dir is not None:
         write_report(rows, output_dir, fit_score)
+        best = [row for row in rows if row["best_layer"]]
+        components = ConnectedComponents(26, min_size=min_size, relabel=False)
+        for index in range(len(items))[held]:
+            methods = {}
+            for row in best:
+                heatmap = heatmaps[row["family"], row["layer"]][index]
+                mask = np.asarray(components(torch.as_tensor(heatmap > row["threshold"])[None]))[0]
+                methods[f"{row['family']} ({row['layer']})" if row["layer"] else row["family"]] = (heatmap, mask)
+            methods_figure(images[index], masks[index], methods, Path(output_dir) / "figures" / f"{names[index]}.png")
         tonno = next(row for row in rows if row["family"] == "ToNNO")
         save_threshold(
             Path(output_dir) / "threshold.json",

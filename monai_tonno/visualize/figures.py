@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from scipy import ndimage
 
 __all__ = ["diverging", "grey", "labelled_grid", "orthogonal_views"]
 
@@ -29,7 +30,19 @@ def diverging(view: np.ndarray, limit: float) -> np.ndarray:
     return (rgb * 255).astype(np.uint8)
 
 
-def orthogonal_views(volume: np.ndarray, colour, zoom: int = 3, centre: Sequence[int] | None = None) -> Image.Image:
+def _outline(mask: np.ndarray) -> np.ndarray:
+    """The boundary pixels of a 2D mask."""
+    mask = mask > 0
+    return mask & ~ndimage.binary_erosion(mask)
+
+
+def orthogonal_views(
+    volume: np.ndarray,
+    colour,
+    zoom: int = 3,
+    centre: Sequence[int] | None = None,
+    outlines: Sequence[tuple[np.ndarray, Sequence[int]]] = (),
+) -> Image.Image:
     """Slices through ``centre`` (default: the middle) along the three axes of a ``(X, Y, Z)`` volume, side by side.
 
     Args:
@@ -37,12 +50,16 @@ def orthogonal_views(volume: np.ndarray, colour, zoom: int = 3, centre: Sequence
         colour: maps a 2D array to ``(H, W, 3)`` uint8, e.g. ``lambda v: grey(v, 0, 1)``.
         zoom: pixel replication factor.
         centre: voxel the three slices pass through.
+        outlines: ``(mask (X, Y, Z), RGB)`` pairs whose boundaries are drawn over the views, later ones on top.
     """
     centre = [n // 2 for n in volume.shape] if centre is None else centre
-    views = [volume[centre[0]], volume[:, centre[1]], volume[:, :, centre[2]]]
+    planes = [np.s_[centre[0]], np.s_[:, centre[1]], np.s_[:, :, centre[2]]]
     tiles = []
-    for view in views:
-        tile = Image.fromarray(np.ascontiguousarray(colour(view.T[::-1])))
+    for plane in planes:
+        rgb = np.array(colour(volume[plane].T[::-1]), dtype=np.uint8)
+        for mask, outline_colour in outlines:
+            rgb[_outline(np.asarray(mask)[plane].T[::-1])] = outline_colour
+        tile = Image.fromarray(np.ascontiguousarray(rgb))
         tiles.append(tile.resize((tile.width * zoom, tile.height * zoom), Image.NEAREST))
     strip = Image.new(
         "RGB", (sum(t.width for t in tiles) + 6 * (len(tiles) - 1), max(t.height for t in tiles)), "white"
