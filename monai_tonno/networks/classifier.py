@@ -19,6 +19,7 @@ __all__ = [
     "create_slice_classifier",
     "describe_mismatch",
     "load_pretrained_file",
+    "read_state_dict",
     "replace_batch_norm_with_group_norm",
 ]
 
@@ -49,7 +50,9 @@ def replace_batch_norm_with_group_norm(module: nn.Module, groups: int = 32) -> n
     return module
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict of a checkpoint file (``.safetensors`` or a torch file, wrappers such as ``state_dict``
+    unwrapped, a ``module.`` prefix of DataParallel removed), or a clear error saying what the file is not."""
     if not path.is_file():
         raise FileNotFoundError(
             f"pretrained weights file {str(path)!r} does not exist; give the path of a timm checkpoint or of a file "
@@ -87,7 +90,7 @@ def load_pretrained_file(model: nn.Module, path: str | Path) -> nn.Module:
         FileNotFoundError: the file does not exist.
         ValueError: the file is not a checkpoint, or its weights do not fit the model.
     """
-    state = _read_state_dict(Path(path))
+    state = read_state_dict(Path(path))
     own = model.state_dict()
     config = getattr(model, "pretrained_cfg", {}) or {}
     first_conv = config.get("first_conv")

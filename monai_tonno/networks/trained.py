@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from monai_tonno.networks.classifier import _read_state_dict, create_slice_classifier, describe_mismatch
+from monai_tonno.networks.classifier import create_slice_classifier, describe_mismatch, read_state_dict
 
 __all__ = ["NETWORK_CONFIG_FILE", "load_network_config", "load_trained_classifier", "save_network_config"]
 
@@ -104,7 +104,7 @@ def load_trained_classifier(
     """
     config = load_network_config(ckpt_path) if config is None else config
     model = create_slice_classifier(**config["network"], channels_last=channels_last)
-    state = _read_state_dict(Path(ckpt_path).expanduser())
+    state = read_state_dict(Path(ckpt_path).expanduser())
     own = model.state_dict()
     problem = ""
     shapes = [
