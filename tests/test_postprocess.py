@@ -122,3 +122,22 @@ def test_connected_components_in_mm3_read_each_volume_affine():
     batch.is_batch = True
     kept = ConnectedComponents(min_size=20, min_size_unit="mm3", relabel=False)(batch)
     assert int(kept[0].sum()) == 0 and int(kept[1].sum()) == 8  # 8 mm^3 against 64 mm^3
+
+
+def test_body_mask_keeps_lungs_and_drops_air_outside():
+    from monai_tonno.transforms import RestrictToBodyd, body_mask
+
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 24)] * 3, indexing="ij"))
+    ct = np.where((grid**2 / np.array([0.7, 0.5, 0.9])[:, None, None, None] ** 2).sum(0) <= 1, 1.03, 0.0)
+    lung = ((grid - np.array([0.25, 0, 0.2])[:, None, None, None]) ** 2).sum(0) <= 0.2**2
+    ct[lung] = 0.2  # -800 HU after (HU + 1000) / 1000
+    ct[(np.abs(grid[0] - 0.25) < 0.06) & (np.abs(grid[1]) < 0.06) & (grid[2] > 0.2)] = 0.0  # a trachea to the air
+    image = np.stack([np.ones_like(ct), ct])  # PET, CT
+    body = body_mask(image, channel=1, margin=0)
+    assert body[lung].all() and not body[0, 0, 0] and body.sum() < body.size
+    data = {"image": MetaTensor(torch.as_tensor(image)), "pred": MetaTensor(torch.ones(1, 24, 24, 24))}
+    restricted = RestrictToBodyd("pred", margin=0)(data)["pred"]
+    assert isinstance(restricted, MetaTensor)
+    torch.testing.assert_close(restricted[0], torch.as_tensor(body, dtype=torch.float32))
+    with pytest.raises(ValueError, match="before Invertd"):
+        RestrictToBodyd("pred")({"image": data["image"], "pred": torch.ones(1, 20, 24, 24)})

@@ -3,7 +3,16 @@
 """Pieces that MONAI engines and the bundles need to train a slice classifier from volume labels."""
 
 from monai_tonno.engines.checkpoints import check_resumable, latest_checkpoint, resume_handlers
-from monai_tonno.engines.evaluation import TABLE_COLUMNS, evaluate_methods, method_heatmaps, write_report
+from monai_tonno.engines.evaluation import (
+    TABLE_COLUMNS,
+    MethodHeatmaps,
+    collect_heatmaps,
+    evaluate_methods,
+    method_heatmaps,
+    score_methods,
+    write_figures,
+    write_report,
+)
 from monai_tonno.engines.losses import SliceBCEWithLogitsLoss, SliceMILLoss
 from monai_tonno.engines.outputs import slice_predictions, volume_predictions
 from monai_tonno.engines.samplers import DistributedReplacementSampler
@@ -11,14 +20,18 @@ from monai_tonno.engines.samplers import DistributedReplacementSampler
 __all__ = [
     "TABLE_COLUMNS",
     "DistributedReplacementSampler",
+    "MethodHeatmaps",
     "SliceBCEWithLogitsLoss",
     "SliceMILLoss",
     "check_resumable",
+    "collect_heatmaps",
     "evaluate_methods",
     "method_heatmaps",
     "write_report",
     "latest_checkpoint",
     "resume_handlers",
+    "score_methods",
     "slice_predictions",
     "volume_predictions",
+    "write_figures",
 ]

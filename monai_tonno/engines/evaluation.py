@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +23,19 @@ from tqdm.auto import tqdm
 
 from monai_tonno.inferers import SliceCAMInferer, TomographicInferer
 from monai_tonno.metrics import LesionDetectionMetric, VolumeDetectionMetric
-from monai_tonno.transforms import ConnectedComponents, fit_threshold, save_threshold
+from monai_tonno.transforms import ConnectedComponents, body_mask, fit_threshold, save_threshold
 from monai_tonno.visualize.methods_figure import methods_figure
 
-__all__ = ["TABLE_COLUMNS", "evaluate_methods", "method_heatmaps", "write_report"]
+__all__ = [
+    "TABLE_COLUMNS",
+    "MethodHeatmaps",
+    "collect_heatmaps",
+    "evaluate_methods",
+    "method_heatmaps",
+    "score_methods",
+    "write_figures",
+    "write_report",
+]
 
 TABLE_COLUMNS = ("precision", "recall", "f1", "dice", "balanced_accuracy")
 FAMILIES = ("GradCAM", "LayerCAM", "ToNNO", "Averaged LayerCAM", "Tomographic LayerCAM")
@@ -63,6 +73,60 @@ def _scores(heatmaps: list[np.ndarray], masks: list[np.ndarray], threshold: floa
     return {**lesions.aggregate(), "balanced_accuracy": volumes.aggregate()}
 
 
+@dataclass
+class MethodHeatmaps:
+    """Every method's heatmaps of a set of volumes, with their truths: what the protocol scores."""
+
+    heatmaps: dict[tuple[str, str], list[np.ndarray]]
+    masks: list[np.ndarray]
+    images: list[np.ndarray]
+    names: list[str]
+
+
+def collect_heatmaps(
+    items: Sequence[dict],
+    network: nn.Module,
+    tomographic: TomographicInferer,
+    layers: Sequence[str] = ("layer1", "layer2", "layer3", "layer4"),
+    axis: int | str = 2,
+    progress: bool = True,
+    body_channel: int | None = None,
+    body_threshold: float = 0.5,
+) -> MethodHeatmaps:
+    """Run every method on ``items`` (see :func:`evaluate_methods` for the arguments)."""
+    if len(items) < 2:
+        raise ValueError(f"need at least 2 volumes (a fitting and an evaluation one), got {len(items)}.")
+    network.eval()
+    collected = MethodHeatmaps({}, [], [], [])
+    for index, item in enumerate(tqdm(items, desc="evaluating methods", disable=not progress)):
+        image = torch.as_tensor(item["image"]).float()[None]
+        collected.images.append(np.asarray(image[0].cpu()))
+        collected.names.append(f"{index:03d}_{item.get('patient', 'volume')}")
+        body = 1.0 if body_channel is None else body_mask(image[0], body_channel, body_threshold)
+        for key, heatmap in method_heatmaps(image, network, tomographic, layers, axis).items():
+            collected.heatmaps.setdefault(key, []).append(heatmap * body)
+        mask = np.asarray(torch.as_tensor(item["mask"]).cpu())
+        collected.masks.append(mask.reshape(mask.shape[-3:]))
+    return collected
+
+
+def score_methods(collected: MethodHeatmaps, fit_score: str = "f1", min_size: float = 8) -> list[dict]:
+    """Fit each method's threshold on the even volumes, score it on the odd ones, mark each family's best layer."""
+    masks = collected.masks
+    fit, held = slice(0, None, 2), slice(1, None, 2)
+    rows = []
+    for (family, layer), maps in collected.heatmaps.items():
+        threshold, fitted = fit_threshold(maps[fit], masks[fit], score=fit_score, min_size=min_size)
+        rows.append({"family": family, "layer": layer, "threshold": threshold, f"fit_{fit_score}": fitted,
+                     **_scores(maps[held], masks[held], threshold, min_size)})  # fmt: skip
+    for family in FAMILIES:
+        candidates = [row for row in rows if row["family"] == family]
+        best = max(candidates, key=lambda row: row[f"fit_{fit_score}"])
+        for row in candidates:
+            row["best_layer"] = row is best
+    return rows
+
+
 def evaluate_methods(
     items: Sequence[dict],
     network: nn.Module,
@@ -73,6 +137,8 @@ def evaluate_methods(
     axis: int | str = 2,
     output_dir: str | Path | None = None,
     progress: bool = True,
+    body_channel: int | None = None,
+    body_threshold: float = 0.5,
 ) -> list[dict]:
     """Run every method on ``items`` and score it on the evaluation half with thresholds fitted on the other.
 
@@ -90,46 +156,19 @@ def evaluate_methods(
             ``figures/``: one PNG per evaluated volume, three views through its largest lesion of the input and of
             every family's best-layer heatmap with its mask outlined against the truth.
         progress: show a progress bar over volumes.
+        body_channel: when given, every method's heatmap is set to zero outside the body found in this channel
+            of the image (:func:`~monai_tonno.transforms.body_mask`), as inference does with ``RestrictToBodyd``.
+        body_threshold: the body's threshold in that channel's normalised units.
 
     Returns:
         one row per method and layer: family, layer, the threshold, the fitting score, the table's columns and
         whether the layer is its family's best.
     """
-    if len(items) < 2:
-        raise ValueError(f"need at least 2 volumes (a fitting and an evaluation one), got {len(items)}.")
-    network.eval()
-    heatmaps: dict[tuple[str, str], list[np.ndarray]] = {}
-    masks, images, names = [], [], []
-    for index, item in enumerate(tqdm(items, desc="evaluating methods", disable=not progress)):
-        image = torch.as_tensor(item["image"]).float()[None]
-        images.append(np.asarray(image[0].cpu()))
-        names.append(f"{index:03d}_{item.get('patient', 'volume')}")
-        for key, heatmap in method_heatmaps(image, network, tomographic, layers, axis).items():
-            heatmaps.setdefault(key, []).append(heatmap)
-        mask = np.asarray(torch.as_tensor(item["mask"]).cpu())
-        masks.append(mask.reshape(mask.shape[-3:]))
-    fit, held = slice(0, None, 2), slice(1, None, 2)
-    rows = []
-    for (family, layer), maps in heatmaps.items():
-        threshold, fitted = fit_threshold(maps[fit], masks[fit], score=fit_score, min_size=min_size)
-        rows.append({"family": family, "layer": layer, "threshold": threshold, f"fit_{fit_score}": fitted,
-                     **_scores(maps[held], masks[held], threshold, min_size)})  # fmt: skip
-    for family in FAMILIES:
-        candidates = [row for row in rows if row["family"] == family]
-        best = max(candidates, key=lambda row: row[f"fit_{fit_score}"])
-        for row in candidates:
-            row["best_layer"] = row is best
+    collected = collect_heatmaps(items, network, tomographic, layers, axis, progress, body_channel, body_threshold)
+    rows = score_methods(collected, fit_score, min_size)
     if output_dir is not None:
         write_report(rows, output_dir, fit_score)
-        best = [row for row in rows if row["best_layer"]]
-        components = ConnectedComponents(26, min_size=min_size, relabel=False)
-        for index in range(len(items))[held]:
-            methods = {}
-            for row in best:
-                heatmap = heatmaps[row["family"], row["layer"]][index]
-                mask = np.asarray(components(torch.as_tensor(heatmap > row["threshold"])[None]))[0]
-                methods[f"{row['family']} ({row['layer']})" if row["layer"] else row["family"]] = (heatmap, mask)
-            methods_figure(images[index], masks[index], methods, Path(output_dir) / "figures" / f"{names[index]}.png")
+        write_figures(collected, rows, Path(output_dir) / "figures", min_size)
         tonno = next(row for row in rows if row["family"] == "ToNNO")
         save_threshold(
             Path(output_dir) / "threshold.json",
@@ -139,6 +178,21 @@ def evaluate_methods(
             method="ToNNO",
         )
     return rows
+
+
+def write_figures(collected: MethodHeatmaps, rows: Sequence[dict], folder: Path, min_size: float = 8) -> None:
+    """One PNG per evaluated (odd) volume: the input and each family's best heatmap with its mask and the truth."""
+    best = [row for row in rows if row.get("best_layer", True)]
+    components = ConnectedComponents(26, min_size=min_size, relabel=False)
+    for index in range(len(collected.masks))[1::2]:
+        methods = {}
+        for row in best:
+            heatmap = collected.heatmaps[row["family"], row["layer"]][index]
+            mask = np.asarray(components(torch.as_tensor(heatmap > row["threshold"])[None]))[0]
+            methods[f"{row['family']} ({row['layer']})" if row["layer"] else row["family"]] = (heatmap, mask)
+        methods_figure(
+            collected.images[index], collected.masks[index], methods, folder / f"{collected.names[index]}.png"
+        )
 
 
 def write_report(rows: Sequence[dict], output_dir: str | Path, fit_score: str = "f1") -> str:

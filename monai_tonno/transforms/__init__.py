@@ -3,6 +3,7 @@
 """MONAI transforms of monai_tonno."""
 
 from monai_tonno.transforms.array import ObliqueSlice, RandObliqueSlice
+from monai_tonno.transforms.body import BodyMask, RestrictToBodyd, body_mask
 from monai_tonno.transforms.dictionary import Binarized, ConnectedComponentsd, ObliqueSliced, RandObliqueSliced
 from monai_tonno.transforms.postprocess import BINARIZE_STRATEGIES, Binarize, ConnectedComponents, otsu_threshold
 from monai_tonno.transforms.threshold import FIT_SCORES, fit_threshold, load_threshold, save_threshold
@@ -12,12 +13,15 @@ __all__ = [
     "FIT_SCORES",
     "Binarize",
     "Binarized",
+    "BodyMask",
     "ConnectedComponents",
     "ConnectedComponentsd",
     "ObliqueSlice",
     "ObliqueSliced",
     "RandObliqueSlice",
     "RandObliqueSliced",
+    "RestrictToBodyd",
+    "body_mask",
     "fit_threshold",
     "load_threshold",
     "otsu_threshold",
