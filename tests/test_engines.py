@@ -100,3 +100,14 @@ def test_mil_loss_pools_positives_and_pushes_every_negative_slice_down():
         SliceMILLoss(4)(logits[:, None], torch.tensor([1, 1, 0, 0, 0, 0, 1, 1]))
     with pytest.raises(ValueError, match="whole volumes of 3"):
         SliceMILLoss(3)(logits[:, None], labels)
+
+
+def test_volume_call_pooled_over_the_top_slices():
+    """MIL's volume score: one slice of four clearly positive calls the volume positive; the mean would not."""
+    logits = torch.tensor([[4.0, -3.0, -3.0, -3.0], [-3.0, -3.0, -3.0, -3.0]])
+    for reduction, expected in (("top", 1.0), ("mean", 0.5)):
+        metric = BalancedAccuracyMetric(reduction=reduction, top_fraction=0.25)
+        metric(logits, torch.tensor([1, 0]))
+        assert metric.aggregate() == expected
+    with pytest.raises(ValueError, match="reduction"):
+        BalancedAccuracyMetric(reduction="median")
