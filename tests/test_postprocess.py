@@ -141,3 +141,23 @@ def test_body_mask_keeps_lungs_and_drops_air_outside():
     torch.testing.assert_close(restricted[0], torch.as_tensor(body, dtype=torch.float32))
     with pytest.raises(ValueError, match="before Invertd"):
         RestrictToBodyd("pred")({"image": data["image"], "pred": torch.ones(1, 20, 24, 24)})
+
+
+def test_threshold_search_scores_as_the_metrics_do():
+    """The search labels each candidate once; its score equals ConnectedComponents + the lesion metrics."""
+    from scipy import ndimage
+
+    from monai_tonno.metrics import dice, lesion_counts, precision_recall_f1
+    from monai_tonno.transforms.threshold import _STRUCTURE, _score
+
+    generator = np.random.default_rng(0)
+    heatmap = ndimage.gaussian_filter(generator.normal(size=(20, 20, 20)), 1.5)
+    truth = ndimage.gaussian_filter(generator.normal(size=(20, 20, 20)), 1.5) > 0.1
+    labelled = ndimage.label(truth, structure=_STRUCTURE)
+    for threshold in (0.05, 0.1, 0.2):
+        for min_size in (0, 8):
+            mask = ConnectedComponents(26, min_size=min_size, relabel=False)(torch.as_tensor(heatmap > threshold)[None])
+            mask = mask.numpy()[0]
+            assert _score(heatmap, labelled, threshold, "dice", min_size) == pytest.approx(dice(mask, truth))
+            f1 = precision_recall_f1(lesion_counts(mask, truth))[2]
+            assert _score(heatmap, labelled, threshold, "f1", min_size) == pytest.approx(f1)

@@ -10,22 +10,40 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
-from monai_tonno.metrics.lesion import dice, lesion_counts, precision_recall_f1
-from monai_tonno.transforms.postprocess import ConnectedComponents
+from monai_tonno.metrics.lesion import LesionCounts, precision_recall_f1
 
 __all__ = ["FIT_SCORES", "fit_threshold", "load_threshold", "save_threshold"]
 
 FIT_SCORES = ("dice", "f1")
 
 
-def _score(
-    heatmap: np.ndarray, truth: np.ndarray, threshold: float, score: str, components: ConnectedComponents
-) -> float:
-    mask = components(torch.as_tensor(heatmap > threshold)[None]).numpy()[0]
+_STRUCTURE = ndimage.generate_binary_structure(3, 3)  # 26-connectivity, as the lesion metrics
+
+
+def _score(heatmap: np.ndarray, truth: tuple[np.ndarray, int], threshold: float, score: str, min_size: float) -> float:
+    """Dice or lesion F1 of ``heatmap > threshold`` without components under ``min_size`` voxels.
+
+    The truth comes labelled once, ``(labels, count)``, since it is scored against many thresholds.
+    """
+    labels, count = ndimage.label(heatmap > threshold, structure=_STRUCTURE)
+    if count and min_size > 0:
+        small = np.bincount(labels.ravel()) < min_size
+        small[0] = False
+        labels[small[labels]] = 0
+    predicted, (truth_labels, truth_count) = labels > 0, truth
     if score == "dice":
-        return dice(mask, truth)
-    return precision_recall_f1(lesion_counts(mask, truth))[2]
+        total = int(predicted.sum()) + int((truth_labels > 0).sum())
+        return 1.0 if total == 0 else 2.0 * int((predicted & (truth_labels > 0)).sum()) / total
+    overlap = predicted & (truth_labels > 0)
+    counts = LesionCounts(
+        predicted=len(np.unique(labels[predicted])),
+        true_positive=len(np.unique(labels[overlap])),
+        ground_truth=truth_count,
+        detected=len(np.unique(truth_labels[overlap])),
+    )
+    return precision_recall_f1(counts)[2]
 
 
 def fit_threshold(
@@ -63,12 +81,14 @@ def fit_threshold(
         sign * np.asarray(torch.as_tensor(h).detach().cpu(), dtype=np.float32).reshape(np.shape(t)[-3:])
         for h, t in zip(heatmaps, masks, strict=True)
     ]
-    truths = [np.asarray(torch.as_tensor(t).cpu()).reshape(np.shape(t)[-3:]) > 0 for t in masks]
+    truths = [
+        ndimage.label(np.asarray(torch.as_tensor(t).cpu()).reshape(np.shape(t)[-3:]) > 0, structure=_STRUCTURE)
+        for t in masks
+    ]
     positive = np.concatenate([m[m > 0] for m in maps])
-    components = ConnectedComponents(26, min_size=min_size, relabel=False)
 
     def mean_score(threshold: float) -> float:
-        return float(np.mean([_score(m, t, threshold, score, components) for m, t in zip(maps, truths, strict=True)]))
+        return float(np.mean([_score(m, t, threshold, score, min_size) for m, t in zip(maps, truths, strict=True)]))
 
     if positive.size == 0:  # e.g. CAMs of an untrained network, all zero: nothing can be found above any threshold
         return float("inf"), mean_score(float("inf"))
