@@ -62,10 +62,7 @@ def train(common: dict, recipe: dict, seed: int) -> dict:
         meta_file=str(BUNDLE / "metadata.json"),
         workflow_type="train",
         run_id="training",
-        **common,
-        **recipe,
-        seed=seed,
-        resume=False,
+        **{**common, **recipe, "seed": seed, "resume": False},
     )
     workflow.initialize()
     workflow.run()
