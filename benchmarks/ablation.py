@@ -112,6 +112,8 @@ def main() -> None:
     parser.add_argument("--max_volumes", type=int, default=20)
     parser.add_argument("--output_dir", type=Path, default=Path("outputs/ablation"))
     parser.add_argument("--json", type=Path, default=None, help="results, appended to when the file exists")
+    parser.add_argument("--reuse", action="store_true", help="evaluate the models already trained in output_dir")
+    parser.add_argument("--tag", default="", help="added to the protocol names (e.g. the L and M of this run)")
     args = parser.parse_args()
     results = json.loads(args.json.read_text()) if args.json and args.json.is_file() else []
     for text in args.recipes:
@@ -123,7 +125,12 @@ def main() -> None:
                       "max_iterations": args.max_iterations,
                       "val_every_iterations": args.val_every_iterations}  # fmt: skip
             start = time.perf_counter()
-            validation = train(common, recipe, seed)
+            trained = run_dir / "validation.json"
+            if args.reuse and trained.is_file():
+                validation = json.loads(trained.read_text())
+            else:
+                validation = train(common, recipe, seed)
+                trained.write_text(json.dumps(validation, default=float))
             train_seconds = time.perf_counter() - start
             start = time.perf_counter()
             eval_common = {k: v for k, v in common.items() if k not in ("max_iterations", "val_every_iterations")}
@@ -132,6 +139,7 @@ def main() -> None:
             variants = {"as is": collected, "body": restricted(collected)}
             for protocol, (body, min_size) in PROTOCOLS.items():
                 rows = score_methods(variants["body" if body else "as is"], "f1", min_size)
+                protocol = f"{protocol}{args.tag}"
                 results.append({"recipe": name, "overrides": recipe, "seed": seed, "protocol": protocol,
                                 "validation": validation, "train_seconds": train_seconds,
                                 "heatmap_seconds": heatmap_seconds, "methods": summary_rows(rows)})  # fmt: skip
@@ -153,7 +161,7 @@ def print_table(results: list[dict]) -> None:
     print("| recipe | protocol | seeds | slice AUC | volume BA | ToNNO F1 | ToNNO Dice | ToNNO BA | Tomo LayerCAM F1 "
           "| LayerCAM F1 | LayerCAM Dice |")  # fmt: skip
     print("|---" * 11 + "|")
-    keys = sorted({(r["recipe"], r["protocol"]) for r in results}, key=lambda k: (k[0], list(PROTOCOLS).index(k[1])))
+    keys = sorted({(r["recipe"], r["protocol"]) for r in results})
     for recipe, protocol in keys:
         group = [r for r in results if r["recipe"] == recipe and r["protocol"] == protocol]
 
