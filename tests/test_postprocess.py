@@ -144,7 +144,7 @@ def test_body_mask_keeps_lungs_and_drops_air_outside():
 
 
 def test_threshold_search_scores_as_the_metrics_do():
-    """The search labels each candidate once; its score equals ConnectedComponents + the lesion metrics."""
+    """The search labels the truth once; its score equals ConnectedComponents + the lesion metrics."""
     from scipy import ndimage
 
     from monai_tonno.metrics import dice, lesion_counts, precision_recall_f1
@@ -158,6 +158,7 @@ def test_threshold_search_scores_as_the_metrics_do():
         for min_size in (0, 8):
             mask = ConnectedComponents(26, min_size=min_size, relabel=False)(torch.as_tensor(heatmap > threshold)[None])
             mask = mask.numpy()[0]
-            assert _score(heatmap, labelled, threshold, "dice", min_size) == pytest.approx(dice(mask, truth))
+            components = ConnectedComponents(26, min_size=min_size)
+            assert _score(heatmap, labelled, threshold, "dice", components) == pytest.approx(dice(mask, truth))
             f1 = precision_recall_f1(lesion_counts(mask, truth))[2]
-            assert _score(heatmap, labelled, threshold, "f1", min_size) == pytest.approx(f1)
+            assert _score(heatmap, labelled, threshold, "f1", components) == pytest.approx(f1)

@@ -32,6 +32,7 @@ __all__ = [
     "LesionDetectionMetric",
     "MaxIoUMetric",
     "VolumeDetectionMetric",
+    "counts_from_labels",
     "dice",
     "lesion_counts",
     "max_iou",
@@ -89,12 +90,19 @@ def lesion_counts(prediction, ground_truth) -> LesionCounts:
     pred, truth = _as_array(prediction, "prediction"), _as_array(ground_truth, "ground truth")
     if pred.shape != truth.shape:
         raise ValueError(f"prediction and ground truth differ in shape: {pred.shape} and {truth.shape}.")
-    pred_labels, num_pred = _labels(pred)
-    truth_labels, num_truth = _labels(truth)
+    return counts_from_labels(_labels(pred)[0], *_labels(truth))
+
+
+def counts_from_labels(pred_labels: np.ndarray, truth_labels: np.ndarray, num_truth: int) -> LesionCounts:
+    """:func:`lesion_counts` of masks already labelled into components (label 0 is background; the predicted
+    labels need not be consecutive), for callers that score one truth against many predictions."""
     overlap = (pred_labels > 0) & (truth_labels > 0)
-    true_positive = len(np.unique(pred_labels[overlap]))
-    detected = len(np.unique(truth_labels[overlap]))
-    return LesionCounts(num_pred, true_positive, num_truth, detected)
+    return LesionCounts(
+        predicted=len(np.unique(pred_labels[pred_labels > 0])),
+        true_positive=len(np.unique(pred_labels[overlap])),
+        ground_truth=int(num_truth),
+        detected=len(np.unique(truth_labels[overlap])),
+    )
 
 
 def precision_recall_f1(counts: LesionCounts) -> tuple[float, float, float]:

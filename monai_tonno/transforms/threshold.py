@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from monai_tonno.metrics.lesion import LesionCounts, precision_recall_f1
+from monai_tonno.metrics.lesion import counts_from_labels, dice, precision_recall_f1
+from monai_tonno.transforms.postprocess import ConnectedComponents
 
 __all__ = ["FIT_SCORES", "fit_threshold", "load_threshold", "save_threshold"]
 
@@ -22,28 +23,18 @@ FIT_SCORES = ("dice", "f1")
 _STRUCTURE = ndimage.generate_binary_structure(3, 3)  # 26-connectivity, as the lesion metrics
 
 
-def _score(heatmap: np.ndarray, truth: tuple[np.ndarray, int], threshold: float, score: str, min_size: float) -> float:
-    """Dice or lesion F1 of ``heatmap > threshold`` without components under ``min_size`` voxels.
+def _score(
+    heatmap: np.ndarray, truth: tuple[np.ndarray, int], threshold: float, score: str, components: ConnectedComponents
+) -> float:
+    """Dice or lesion F1 of ``heatmap > threshold`` after ``components`` (which drops the small ones).
 
     The truth comes labelled once, ``(labels, count)``, since it is scored against many thresholds.
     """
-    labels, count = ndimage.label(heatmap > threshold, structure=_STRUCTURE)
-    if count and min_size > 0:
-        small = np.bincount(labels.ravel()) < min_size
-        small[0] = False
-        labels[small[labels]] = 0
-    predicted, (truth_labels, truth_count) = labels > 0, truth
+    labels = np.asarray(components(torch.as_tensor(heatmap > threshold)[None]))[0]
+    truth_labels, truth_count = truth
     if score == "dice":
-        total = int(predicted.sum()) + int((truth_labels > 0).sum())
-        return 1.0 if total == 0 else 2.0 * int((predicted & (truth_labels > 0)).sum()) / total
-    overlap = predicted & (truth_labels > 0)
-    counts = LesionCounts(
-        predicted=len(np.unique(labels[predicted])),
-        true_positive=len(np.unique(labels[overlap])),
-        ground_truth=truth_count,
-        detected=len(np.unique(truth_labels[overlap])),
-    )
-    return precision_recall_f1(counts)[2]
+        return dice(labels > 0, truth_labels > 0)
+    return precision_recall_f1(counts_from_labels(labels, truth_labels, truth_count))[2]
 
 
 def fit_threshold(
@@ -86,9 +77,10 @@ def fit_threshold(
         for t in masks
     ]
     positive = np.concatenate([m[m > 0] for m in maps])
+    components = ConnectedComponents(26, min_size=min_size, relabel=True)
 
     def mean_score(threshold: float) -> float:
-        return float(np.mean([_score(m, t, threshold, score, min_size) for m, t in zip(maps, truths, strict=True)]))
+        return float(np.mean([_score(m, t, threshold, score, components) for m, t in zip(maps, truths, strict=True)]))
 
     if positive.size == 0:  # e.g. CAMs of an untrained network, all zero: nothing can be found above any threshold
         return float("inf"), mean_score(float("inf"))
