@@ -29,7 +29,9 @@ def worker(rank: int, port: int, queue) -> None:
         torch.set_num_threads(1)
         with torch.no_grad():
             heatmap = TomographicInferer(**SETTINGS, shard_angles=True)(volume(), SliceSum())
-        queue.put((rank, heatmap))
+        # a numpy copy travels pickled: a tensor would travel as shared memory that dies with this process,
+        # which may exit before the parent has read it
+        queue.put((rank, heatmap.numpy()))
     finally:
         dist.destroy_process_group()
 
@@ -48,4 +50,4 @@ def test_two_gloo_processes_equal_one():
         process.join(timeout=60)
         assert process.exitcode == 0
     for rank in (0, 1):
-        torch.testing.assert_close(results[rank], single, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(torch.from_numpy(results[rank]), single, rtol=1e-5, atol=1e-6)
