@@ -47,6 +47,8 @@ class FourierBackprojection:
         device: device of the computation.
         directions_per_spread: added directions are spread onto the grid in batches of at least this many
             (fewer, larger tensor operations); default 64 on a CPU, 512 on a GPU.
+        channels: profiles of several outputs per direction, ``(l, M, channels)``, reconstructed side by side
+            (one gridding grid each, sharing the kernel).
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class FourierBackprojection:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
         directions_per_spread: int | None = None,
+        channels: int = 1,
     ) -> None:
         if num_samples < 2:
             raise ValueError(f"num_samples must be at least 2, got {num_samples}.")
@@ -71,29 +74,33 @@ class FourierBackprojection:
         periods = math.ceil((reach + 1.0 + step) / step) + 1
         self.period_samples = periods + (1 - periods % 2)  # odd: symmetric frequencies, no Nyquist term
         self.period = self.period_samples * step
-        shape = geometry.shape
-        self.voxel_step = torch.tensor(
-            [2.0 * h / (n - 1) if n > 1 else 0.0 for h, n in zip(half_extent.tolist(), shape, strict=True)],
-            dtype=torch.float64,
-        )
-        # voxel index n // 2 is mode 0 of the gridding
-        self.centre = (-half_extent + self.voxel_step * torch.tensor([n // 2 for n in shape])).to(self.device, dtype)
-        self.voxel_step = self.voxel_step.to(self.device, dtype)
+        self.voxel_step = geometry.voxel_step().to(self.device, dtype)
+        self.centre = geometry.centred_origin().to(self.device, dtype)  # voxel index n // 2 is mode 0
         frequencies = torch.arange(1, (self.period_samples - 1) // 2 + 1, device=self.device, dtype=dtype)
         self.frequencies = frequencies
         self.taper = torch.sinc(frequencies / self.period_samples) ** 2
-        self.constant = torch.zeros((), dtype=dtype, device=self.device)
-        self.gridding = GaussianGridding(shape, half_width, oversampling, dtype, self.device)
+        self.channels = int(channels)
+        self.constant = torch.zeros(self.channels, dtype=dtype, device=self.device)
+        self.gridding = GaussianGridding(
+            geometry.shape, half_width, oversampling, dtype, self.device, channels=self.channels
+        )
         if directions_per_spread is None:
             directions_per_spread = 64 if self.device.type == "cpu" else 512
         self.directions_per_spread = int(directions_per_spread)
         self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # added, not yet spread
 
     def add(self, profiles: torch.Tensor, directions: torch.Tensor) -> None:
-        """Add the backprojections of ``profiles`` ``(l, M)`` along unit ``directions`` ``(l, 3)``."""
-        if profiles.ndim != 2 or profiles.shape[1] != self.num_samples or directions.shape != (len(profiles), 3):
+        """Add the backprojections of ``profiles`` ``(l, M)`` or ``(l, M, channels)`` along unit ``directions``."""
+        if profiles.ndim == 2 and self.channels == 1:
+            profiles = profiles[..., None]
+        if (
+            profiles.shape[1:] != (self.num_samples, self.channels)
+            or profiles.ndim != 3
+            or directions.shape != (len(profiles), 3)
+        ):
+            expected = f"(l, {self.num_samples})" if self.channels == 1 else f"(l, {self.num_samples}, {self.channels})"
             raise ValueError(
-                f"expected profiles (l, {self.num_samples}) and directions (l, 3), got {tuple(profiles.shape)} "
+                f"expected profiles {expected} and directions (l, 3), got {tuple(profiles.shape)} "
                 f"and {tuple(directions.shape)}."
             )
         self.pending.append((profiles.to(device=self.device, dtype=self.dtype),
@@ -107,22 +114,23 @@ class FourierBackprojection:
         profiles = torch.cat([p for p, _ in self.pending])
         directions = torch.cat([d for _, d in self.pending])
         self.pending = []
-        spectrum = torch.fft.fft(profiles, n=self.period_samples)
-        self.constant = self.constant + spectrum[:, 0].real.sum() / self.period_samples
+        spectrum = torch.fft.fft(profiles, n=self.period_samples, dim=1)  # (l, k, channels)
+        self.constant = self.constant + spectrum[:, 0].real.sum(dim=0) / self.period_samples
         # q~(x . n) = constant + 2 Re sum_{k >= 1} a_k exp(2 pi i k (x_c . n + 1) / T) exp(i theta_k . j)
         cycles = self.frequencies / self.period  # (k,)
         phase = 2.0 * math.pi * cycles[None, :] * (directions @ self.centre + 1.0)[:, None]
         strengths = (
             2.0
             / self.period_samples
-            * self.taper
+            * (self.taper * torch.polar(torch.ones_like(phase), phase))[..., None]
             * spectrum[:, 1 : len(cycles) + 1]
-            * torch.polar(torch.ones_like(phase), phase)
         )
         theta = 2.0 * math.pi * cycles[None, :, None] * (directions * self.voxel_step)[:, None, :]
-        self.gridding.spread(theta.reshape(-1, 3), strengths.reshape(-1))
+        self.gridding.spread(theta.reshape(-1, 3), strengths.reshape(-1, self.channels))
 
     def volume(self) -> torch.Tensor:
-        """The accumulated backprojection, a real tensor of the geometry's shape."""
+        """The accumulated backprojection: real, of the geometry's shape, or ``(channels, *shape)``."""
         self._spread_pending()
-        return self.gridding.modes().real + self.constant
+        modes = self.gridding.modes().real.reshape(self.channels, *self.geometry.shape)
+        volume = modes + self.constant[:, None, None, None]
+        return volume[0] if self.channels == 1 else volume

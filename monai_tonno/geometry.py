@@ -162,6 +162,19 @@ class VolumeGeometry:
         """Half of each axis' extent in normalised units: voxel centres lie in ``[-h_a, h_a]``."""
         return torch.tensor([e / (2.0 * self.radius) for e in self.extent], dtype=torch.float64)
 
+    def voxel_step(self) -> torch.Tensor:
+        """Distance between neighbouring voxel centres along each axis, in normalised units (float64)."""
+        return torch.tensor([s / self.radius for s in self.spacing], dtype=torch.float64)
+
+    def centred_origin(self) -> torch.Tensor:
+        """Normalised position of voxel ``(X // 2, Y // 2, Z // 2)``, the origin of centred integer indices.
+
+        The voxel at array index ``i`` lies at ``centred_origin() + (i - shape // 2) * voxel_step()``; the
+        non-uniform FFTs index their modes this way.
+        """
+        middle = torch.tensor([n // 2 for n in self.shape], dtype=torch.float64)
+        return -self.half_extent() + self.voxel_step() * middle
+
     def to_grid(self, points: torch.Tensor) -> torch.Tensor:
         """Convert normalised ``(..., 3)`` points (array axis order) to ``grid_sample`` coordinates."""
         scale = (1.0 / self.half_extent()).to(dtype=points.dtype, device=points.device)

@@ -1,13 +1,18 @@
 # Copyright (c) monai_tonno contributors
 # SPDX-License-Identifier: Apache-2.0
-"""A type-1 non-uniform FFT in 3D by Gaussian gridding, in pure torch (CPU and CUDA, differentiable).
+"""Non-uniform FFTs in 3D by Gaussian gridding, in pure torch (CPU and CUDA, differentiable).
 
-It computes ``f[j] = sum_p c_p exp(i theta_p . j)`` for non-uniform frequencies ``theta_p`` (radians per grid
-step) and integer ``j`` on a centred grid: per axis ``j = -N // 2 .. N - N // 2 - 1``. Each point is spread onto
-an oversampled grid with a Gaussian kernel, the grid goes through one inverse FFT, and the kernel is divided
-out (L. Greengard and J.-Y. Lee, *Accelerating the nonuniform fast Fourier transform*, SIAM Review 46(3), 2004).
+Type 1 computes ``f[j] = sum_p c_p exp(i theta_p . j)`` for non-uniform frequencies ``theta_p`` (radians per
+grid step) and integer ``j`` on a centred grid: per axis ``j = -N // 2 .. N - N // 2 - 1``. Each point is spread
+onto an oversampled grid with a Gaussian kernel, the grid goes through one inverse FFT, and the kernel is
+divided out (L. Greengard and J.-Y. Lee, *Accelerating the nonuniform fast Fourier transform*, SIAM Review
+46(3), 2004). Spreading is additive, so points can be added in any number of calls and the FFT runs once.
 
-Spreading is additive, so points can be added in any number of calls and the FFT runs once at the end.
+Type 2, ``c_p = sum_j f[j] exp(-i theta_p . j)``, is its adjoint, and is computed as the exact adjoint of the
+same steps (kernel divided out, forward FFT, Gaussian interpolation), so that iterative solvers see a pair
+``<T1 c, f> = <c, T2 f>`` to rounding, not only to the gridding accuracy.
+
+Several channels (the same points, different strengths) share the kernel weights and indices.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ __all__ = ["GaussianGridding"]
 class GaussianGridding:
     """Accumulates non-uniform points on an oversampled grid; :meth:`modes` returns the type-1 sums.
 
+    :meth:`interpolate` is the type-2 transform on the same grid (it does not touch the accumulated points).
+
     The relative error is about ``exp(-pi * half_width * (1 - 1 / (2 R - 1)))`` for oversampling ``R``
     (Greengard and Lee, Eq. 9): about 1e-4 for ``half_width = 4`` and ``R = 2``, 1e-6 for 6.
 
@@ -36,7 +43,8 @@ class GaussianGridding:
         points_per_call: points spread at once; bounds the memory of a call to about
             ``points_per_call * (2 half_width)^3`` complex numbers (with 16 bytes of index and value each).
             Default 4096 on a CPU (34 MB at ``half_width = 4``) and 32768 on a GPU (270 MB), where fewer, larger
-            calls keep it busy.
+            calls keep it busy. With several channels, that many point-channel pairs.
+        channels: independent sets of strengths at the same points (``modes`` gains a leading channel axis).
     """
 
     def __init__(
@@ -47,6 +55,7 @@ class GaussianGridding:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
         points_per_call: int | None = None,
+        channels: int = 1,
     ) -> None:
         if len(shape) != 3 or min(shape) < 1:
             raise ValueError(f"shape must be three positive sizes, got {tuple(shape)}.")
@@ -63,34 +72,96 @@ class GaussianGridding:
             points_per_call = 4096 if self.device.type == "cpu" else 32768
         if points_per_call < 1:
             raise ValueError(f"points_per_call must be at least 1, got {points_per_call}.")
-        self.points_per_call = int(points_per_call)
+        if channels < 1:
+            raise ValueError(f"channels must be at least 1, got {channels}.")
+        self.channels = int(channels)
+        self.points_per_call = max(1, int(points_per_call) // self.channels)
         # Greengard and Lee's tau for each axis, from the ratio actually used
         self.tau = [
             math.pi * self.half_width / (n * n * (g / n) * (g / n - 0.5))
             for n, g in zip(self.shape, self.grid_shape, strict=True)
         ]
         complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-        self.grid = torch.zeros(math.prod(self.grid_shape), dtype=complex_dtype, device=self.device)
+        self.complex_dtype = complex_dtype
+        self.grid = torch.zeros(self.channels, math.prod(self.grid_shape), dtype=complex_dtype, device=self.device)
 
     def spread(self, theta: torch.Tensor, strengths: torch.Tensor) -> None:
-        """Add points ``theta`` ``(P, 3)`` (radians per grid step, any real value) with complex ``strengths``."""
-        if theta.ndim != 2 or theta.shape[1] != 3 or strengths.shape != theta.shape[:1]:
+        """Add points ``theta`` ``(P, 3)`` (radians per grid step, any real value) with complex ``strengths``.
+
+        ``strengths`` is ``(P,)``, or ``(P, channels)`` with several channels.
+        """
+        expected = theta.shape[:1] if self.channels == 1 else (theta.shape[0], self.channels)
+        if theta.ndim != 2 or theta.shape[1] != 3 or strengths.shape not in (expected, (*theta.shape[:1], 1)):
             raise ValueError(
-                f"expected theta of shape (P, 3) and strengths of shape (P,), got {tuple(theta.shape)} and "
-                f"{tuple(strengths.shape)}."
+                f"expected theta of shape (P, 3) and strengths of shape (P,) or (P, channels={self.channels}), got "
+                f"{tuple(theta.shape)} and {tuple(strengths.shape)}."
             )
         theta = theta.to(device=self.device, dtype=self.dtype)
-        strengths = strengths.to(device=self.device, dtype=self.grid.dtype)
+        strengths = strengths.to(device=self.device, dtype=self.complex_dtype).reshape(theta.shape[0], self.channels)
         for start in range(0, theta.shape[0], self.points_per_call):
             stop = start + self.points_per_call
-            index, values = self._kernel_entries(theta[start:stop], strengths[start:stop])
+            index, weights = self._kernel_entries(theta[start:stop])
+            values = (strengths[start:stop].T[:, :, None, None, None] * weights).reshape(self.channels, -1)
             if values.requires_grad or self.grid.requires_grad:
-                self.grid = self.grid.index_add(0, index, values)
+                self.grid = self.grid.index_add(1, index.reshape(-1), values)
             else:
-                self.grid.index_add_(0, index, values)
+                self.grid.index_add_(1, index.reshape(-1), values)
 
-    def _kernel_entries(self, theta: torch.Tensor, strengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Flat grid indices and values of every point's ``(2 w)^3`` kernel entries."""
+    def interpolate(self, modes: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """Type 2: ``c_p = sum_j modes[j] exp(-i theta_p . j)``, the adjoint of :meth:`spread` then :meth:`modes`.
+
+        Args:
+            modes: complex or real ``(N_x, N_y, N_z)``, or ``(channels, N_x, N_y, N_z)``, indexed like
+                :meth:`modes`' output.
+            theta: ``(P, 3)`` frequencies in radians per grid step.
+
+        Returns:
+            complex ``(P,)``, or ``(channels, P)`` for channelled ``modes``.
+        """
+        single = tuple(modes.shape) == self.shape
+        if not single and tuple(modes.shape[1:]) != self.shape:
+            raise ValueError(
+                f"expected modes of shape {self.shape} or (channels, *{self.shape}), got {tuple(modes.shape)}."
+            )
+        result = self.interpolate_spectrum(self.oversampled_spectrum(modes.reshape(-1, *self.shape)), theta)
+        return result[0] if single else result
+
+    def oversampled_spectrum(self, modes: torch.Tensor) -> torch.Tensor:
+        """The first steps of :meth:`interpolate`, to share between calls at different points: ``(C, G)``."""
+        return self._padded_spectrum(modes)
+
+    def interpolate_spectrum(self, spectrum: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """The last step of :meth:`interpolate`: ``(C, P)`` values at ``theta`` of an :meth:`oversampled_spectrum`."""
+        if theta.ndim != 2 or theta.shape[1] != 3:
+            raise ValueError(f"expected theta of shape (P, 3), got {tuple(theta.shape)}.")
+        theta = theta.to(device=self.device, dtype=self.dtype)
+        channels = spectrum.shape[0]
+        per_call = max(1, self.points_per_call * self.channels // channels)
+        values = []
+        for start in range(0, theta.shape[0], per_call):
+            index, weights = self._kernel_entries(theta[start : start + per_call])
+            gathered = spectrum[:, index.reshape(-1)].reshape(channels, *weights.shape)
+            values.append((gathered * weights).sum(dim=(-3, -2, -1)))
+        return torch.cat(values, dim=1) if values else spectrum.new_zeros(channels, 0)
+
+    def _padded_spectrum(self, modes: torch.Tensor) -> torch.Tensor:
+        """The adjoint of :meth:`modes`' steps after the grid: ``(C, *shape)`` modes to the flat ``(C, G)`` grid."""
+        grid = modes.to(device=self.device, dtype=self.complex_dtype)
+        for axis, (n, tau) in enumerate(zip(self.shape, self.tau, strict=True)):
+            j = torch.arange(n, device=self.device) - n // 2
+            correction = 2.0 * math.pi * torch.exp(j.to(self.dtype) ** 2 * tau) / math.sqrt(4.0 * math.pi * tau)
+            grid = grid * correction.reshape([-1 if a == axis + 1 else 1 for a in range(4)])
+        # zero-pad: mode j goes to grid index j mod g (the transpose of modes()' index_select)
+        for axis, (n, g) in enumerate(zip(self.shape, self.grid_shape, strict=True)):
+            j = torch.arange(n, device=self.device) - n // 2
+            shape = list(grid.shape)
+            shape[axis + 1] = g
+            grid = grid.new_zeros(shape).index_copy(axis + 1, j % g, grid)
+        # the adjoint of ifftn (1 / G times the conjugate DFT) is fftn / G
+        return torch.fft.fftn(grid, dim=(1, 2, 3), norm="forward").reshape(grid.shape[0], -1)
+
+    def _kernel_entries(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat grid indices and real weights of every point's ``(2 w)^3`` kernel entries: ``(P, 2w, 2w, 2w)``."""
         sizes = torch.tensor(self.grid_shape, dtype=self.dtype, device=self.device)
         position = theta * sizes / (2.0 * math.pi)  # in oversampled grid points
         offsets = torch.arange(1 - self.half_width, self.half_width + 1, device=self.device)
@@ -109,17 +180,22 @@ class GaussianGridding:
         # the (2w)^3 entries are outer products; only the last step touches (P, 2w, 2w, 2w) tensors
         flat_xy = (index[:, 0, :, None] * ny + index[:, 1, None, :]) * nz
         flat = flat_xy[..., None] + index[:, 2, None, None, :]
-        values_xy = strengths[:, None, None] * (weights[:, 0, :, None] * weights[:, 1, None, :])
-        values = values_xy[..., None] * weights[:, 2, None, None, :]
-        return flat.reshape(-1), values.reshape(-1)
+        weights_xy = weights[:, 0, :, None] * weights[:, 1, None, :]
+        return flat, weights_xy[..., None] * weights[:, 2, None, None, :]
 
     def modes(self) -> torch.Tensor:
-        """``f[j]`` for the centred ``j``, as a complex ``shape`` tensor (index ``N // 2`` holds ``j = 0``)."""
-        modes = torch.fft.ifftn(self.grid.reshape(self.grid_shape))
+        """``f[j]`` for the centred ``j``: complex ``shape`` (index ``N // 2`` holds ``j = 0``), or
+        ``(channels, *shape)`` with several channels."""
+        modes = self.modes_of(self.grid)
+        return modes[0] if self.channels == 1 else modes
+
+    def modes_of(self, grid: torch.Tensor) -> torch.Tensor:
+        """:meth:`modes` of a flat ``(C, G)`` grid spread elsewhere: ``(C, *shape)``."""
+        modes = torch.fft.ifftn(grid.reshape(grid.shape[0], *self.grid_shape), dim=(1, 2, 3))
         for axis, (n, g, tau) in enumerate(zip(self.shape, self.grid_shape, self.tau, strict=True)):
             j = torch.arange(n, device=self.device) - n // 2
-            modes = modes.index_select(axis, j % g)
+            modes = modes.index_select(axis + 1, j % g)
             # divide out the kernel's Fourier transform sqrt(4 pi tau) exp(-j^2 tau); 2 pi from the quadrature
             correction = 2.0 * math.pi * torch.exp(j.to(self.dtype) ** 2 * tau) / math.sqrt(4.0 * math.pi * tau)
-            modes = modes * correction.reshape([-1 if a == axis else 1 for a in range(3)])
+            modes = modes * correction.reshape([-1 if a == axis + 1 else 1 for a in range(4)])
         return modes

@@ -32,10 +32,12 @@ from monai_tonno.geometry import VolumeGeometry, orthonormal_frames, sample_grid
 
 __all__ = [
     "RADON_INVERSION_CONSTANT",
+    "SPHERE_AREA",
     "SliceSum",
     "backproject_profiles",
     "backproject_stacks",
     "filtered_backprojection",
+    "inverse_radon_weight",
     "profile_offsets",
     "profile_slices",
     "radon_sum",
@@ -44,6 +46,17 @@ __all__ = [
 
 RADON_INVERSION_CONSTANT = -1.0 / (8.0 * math.pi**2)
 SPHERE_AREA = 4.0 * math.pi
+
+
+def inverse_radon_weight(num_directions: int) -> float:
+    """``c |S^2| / L``: the weight of each direction's filtered profile in the inverse (paper Eq. 11).
+
+    Right for directions on the sphere and on a hemisphere alike: on a hemisphere each direction also stands
+    for its antipode, whose profile is the mirror image.
+    """
+    if num_directions < 1:
+        raise ValueError(f"the number of directions must be at least 1, got {num_directions}.")
+    return RADON_INVERSION_CONSTANT * SPHERE_AREA / num_directions
 
 
 def profile_offsets(
@@ -116,8 +129,7 @@ def filtered_backprojection(
 ) -> torch.Tensor:
     """Inverse Radon transform of profiles sampled at :func:`profile_offsets` (paper Eq. 8-11).
 
-    Directions may cover the sphere or a hemisphere: the weight ``|S^2| / L`` is right for both, since on a
-    hemisphere each direction also stands for its antipode, whose profile is the mirror image.
+    Directions may cover the sphere or a hemisphere (see :func:`inverse_radon_weight`).
 
     Args:
         profiles: ``(L, M + 2)`` values of ``R V(s_m, n_l)``, or a network's logits in their place.
@@ -132,7 +144,7 @@ def filtered_backprojection(
     """
     step = 2.0 / (profiles.shape[-1] - 3)
     filtered = second_difference(profiles, step)
-    weight = RADON_INVERSION_CONSTANT * SPHERE_AREA / (num_directions or profiles.shape[0])
+    weight = inverse_radon_weight(num_directions or profiles.shape[0])
     return weight * backproject_profiles(filtered, directions, points, chunk_size)
 
 

@@ -87,10 +87,10 @@ BAD_INPUTS: list[tuple[str, Callable, type[Exception], str]] = [
         "spacing",
     ),
     (
-        "inferer with a network of two outputs",
-        lambda: infer(volume(1, 1, 8, 8, 8), lambda x: x.mean(dim=(2, 3)).repeat(1, 2)),
+        "inferer with a network of (N, 2, 2) outputs",
+        lambda: infer(volume(1, 1, 8, 8, 8), lambda x: x.mean(dim=(2, 3))[..., None].repeat(1, 2, 2)),
         ValueError,
-        "one logit per slice",
+        "got shape (12, 2, 2)",
     ),
     (
         "tomographic CAM at a non-spatial layer ('fc')",

@@ -170,9 +170,9 @@ def test_zero_spacing_is_named():
 
 
 def test_network_with_wrong_output_shape_is_named():
-    with pytest.raises(ValueError, match="one logit per slice"):
+    with pytest.raises(ValueError, match="outputs per slice"):
         TomographicInferer(num_angles=2, num_slices=4, slice_size=8)(
-            torch.rand(1, 1, 8, 8, 8), lambda x: x.mean(dim=(2, 3)).repeat(1, 2)
+            torch.rand(1, 1, 8, 8, 8), lambda x: x.mean(dim=(2, 3))[:-1]
         )
 
 

@@ -16,22 +16,21 @@ from monai.utils import convert_to_dst_type
 from torch import nn
 from tqdm.auto import tqdm
 
-from monai_tonno.fourier_backprojection import FourierBackprojection
 from monai_tonno.geometry import FOV_MODES, VolumeGeometry, fibonacci_directions, orthonormal_frames
 from monai_tonno.networks.dtype import to_network_dtype
-from monai_tonno.radon import (
-    RADON_INVERSION_CONSTANT,
-    SPHERE_AREA,
-    backproject_stacks,
-    filtered_backprojection,
-    profile_offsets,
-    profile_slices,
-    second_difference,
+from monai_tonno.radon import profile_offsets, profile_slices
+from monai_tonno.reconstruction import (
+    BACKPROJECTIONS,
+    SUPPORTS,
+    FilteredBackprojection,
+    IterativeReconstruction,
+    Reconstructor,
+    StackBackprojection,
 )
 from monai_tonno.validation import check_device, check_int, check_volume_batch, warn_default_spacing
 from monai_tonno.visualize import CAM_METHODS, SliceCAM
 
-__all__ = ["BACKPROJECTIONS", "TOMOGRAPHIC_MODES", "TomographicInferer"]
+__all__ = ["BACKPROJECTIONS", "RECONSTRUCTIONS", "TOMOGRAPHIC_MODES", "TomographicInferer"]
 
 
 def _spacing_of(inputs: torch.Tensor, index: int) -> tuple[float, float, float]:
@@ -47,7 +46,7 @@ def _spacing_of(inputs: torch.Tensor, index: int) -> tuple[float, float, float]:
 
 
 TOMOGRAPHIC_MODES = ("tonno", "averaged_cam", "tomographic_cam")
-BACKPROJECTIONS = ("fourier", "linear")
+RECONSTRUCTIONS = ("filtered_backprojection", "iterative")
 CAMCallable = Callable[[Callable[..., Any], torch.Tensor], torch.Tensor]
 
 
@@ -118,8 +117,24 @@ class TomographicInferer(Inferer):
             they interpolate the coarse profiles of small M differently; ``"linear"``: the straightforward linear
             interpolation of every profile at every voxel.
         shard_angles: in a ``torch.distributed`` run (e.g. under ``torchrun``), each rank cuts and scores only
-            every ``world_size``-th direction and an all-reduce sums the partial heatmaps; every rank returns the
-            whole heatmap. Ignored when no process group is initialised.
+            every ``world_size``-th direction and an all-reduce sums the partial heatmaps (the iterative
+            reconstruction gathers the profiles and solves on every rank); every rank returns the whole heatmap.
+            Ignored when no process group is initialised.
+        reconstruction: ToNNO's profiles to a volume. ``"filtered_backprojection"`` (default, the paper) or
+            ``"iterative"``: the heatmap that best explains the profiles under a prior
+            (:class:`~monai_tonno.reconstruction.IterativeReconstruction`), for fewer directions (fewer forward
+            passes) with fewer streaks. The CAM modes use their own backprojections.
+        iterations: the most iterations of the iterative reconstruction.
+        tolerance: the iterative reconstruction stops when an iteration changes the heatmap by less than this
+            fraction of its norm.
+        sparsity: the iterative reconstruction's L1 weight on the heatmap's departure from its background, in
+            units of its median absolute deviation (0: plain least squares).
+        nonnegative: the iterative reconstruction's heatmap is non-negative (for images of a density, such as
+            ``SliceSum`` profiles; not for a network's signed logits).
+        support: ``"volume"`` or ``"ball"``: where the iterative reconstruction's heatmap may be non-zero.
+
+    A network with ``K`` outputs per slice (``(N, K)`` logits: several classes, regression targets, the features
+    of an encoder) gives a ``(B, K, X, Y, Z)`` ToNNO heatmap, channel ``k`` the heatmap of output ``k`` alone.
     """
 
     def __init__(
@@ -140,6 +155,12 @@ class TomographicInferer(Inferer):
         backprojection_chunk: int = 8,
         shard_angles: bool = False,
         backprojection: str = "fourier",
+        reconstruction: str = "filtered_backprojection",
+        iterations: int = 30,
+        tolerance: float = 1e-3,
+        sparsity: float = 0.0,
+        nonnegative: bool = False,
+        support: str = "volume",
     ) -> None:
         super().__init__()
         if mode not in TOMOGRAPHIC_MODES:
@@ -157,6 +178,19 @@ class TomographicInferer(Inferer):
             raise ValueError(f"spacing must be three positive millimetre values, got {spacing!r}.")
         if backprojection not in BACKPROJECTIONS:
             raise ValueError(f"backprojection must be one of {BACKPROJECTIONS}, got {backprojection!r}.")
+        if reconstruction not in RECONSTRUCTIONS:
+            raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {reconstruction!r}.")
+        if reconstruction == "iterative" and mode != "tonno":
+            raise ValueError(
+                f"reconstruction='iterative' reconstructs ToNNO's profiles (mode='tonno'), got mode={mode!r}: the "
+                "CAM modes have no forward model of their maps to invert."
+            )
+        if support not in SUPPORTS:
+            raise ValueError(f"support must be one of {SUPPORTS}, got {support!r}.")
+        iterations = check_int("iterations", iterations, 0)
+        for name, value in (("tolerance", tolerance), ("sparsity", sparsity)):
+            if not (isinstance(value, (int, float)) and value >= 0 and value < float("inf")):
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
         if isinstance(cam_method, str) and cam_method not in CAM_METHODS:
             raise ValueError(f"cam_method must be one of {CAM_METHODS} or a callable, got {cam_method!r}.")
         self.num_angles = int(num_angles)
@@ -175,18 +209,27 @@ class TomographicInferer(Inferer):
         self.backprojection_chunk = int(backprojection_chunk)
         self.shard_angles = bool(shard_angles)
         self.backprojection = backprojection
+        self.reconstruction = reconstruction
+        self.iterative_options = {
+            "iterations": int(iterations),
+            "tolerance": float(tolerance),
+            "sparsity": float(sparsity),
+            "nonnegative": bool(nonnegative),
+            "support": support,
+        }
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
         """Reconstruct the heatmap of every volume in the batch.
 
         Args:
             inputs: ``(B, C, X, Y, Z)`` volumes (a ``MetaTensor`` keeps its metadata in the output).
-            network: maps ``(N, C, S, S)`` slices to ``(N,)`` or ``(N, 1)`` logits.
+            network: maps ``(N, C, S, S)`` slices to ``(N,)`` or ``(N, K)`` logits.
             args: extra positional arguments for ``network`` (ToNNO mode).
             kwargs: extra keyword arguments for ``network`` (ToNNO mode).
 
         Returns:
-            ``(B, 1, X, Y, Z)`` float heatmap on ``device``, with the input's metadata.
+            ``(B, K, X, Y, Z)`` float heatmap on ``device`` (``K = 1`` for the CAM modes), with the input's
+            metadata.
         """
         score = self._scorer(network, *args, **kwargs)
         return self._run(inputs, lambda slices: {self.mode: score(slices)}, {self.mode: self.mode})[self.mode]
@@ -248,7 +291,7 @@ class TomographicInferer(Inferer):
         volumes = [self._reconstruct(inputs, index, score, modes) for index in range(len(inputs))]
         result = {}
         for key in modes:
-            output = torch.stack([volume[key].to(device) for volume in volumes])[:, None]
+            output = torch.stack([volume[key].to(device) for volume in volumes])
             if isinstance(inputs, MetaTensor):
                 output = convert_to_dst_type(output, inputs, device=device, dtype=output.dtype)[0]
             result[key] = output
@@ -280,11 +323,10 @@ class TomographicInferer(Inferer):
         rank, world = _shard() if self.shard_angles else (0, 1)
         directions = directions[rank::world]
         frames = tuple(axis.to(device=sw_device, dtype=volume.dtype) for axis in orthonormal_frames(directions))
-        offsets, step = profile_offsets(self.num_slices, device=sw_device)
-        points = geometry.voxel_points(dtype=volume.dtype, device=sw_device)
+        offsets, _ = profile_offsets(self.num_slices, device=sw_device)
         per_direction = offsets.shape[0]
         total = len(directions) * per_direction
-        heatmaps = {key: _Heatmap(self, mode, geometry, points, step) for key, mode in modes.items()}
+        reconstructors = {key: self._reconstructor(mode, geometry, sw_device) for key, mode in modes.items()}
         pending: dict[Hashable, list[torch.Tensor]] = {key: [] for key in modes}  # not yet reconstructed
         done = 0  # directions reconstructed so far
         with tqdm(total=len(directions), unit="direction", disable=not self.progress, leave=False) as bar:
@@ -301,51 +343,42 @@ class TomographicInferer(Inferer):
                     chunk = tuple(axis[done : done + complete] for axis in frames)
                     for key in modes:
                         outputs = torch.cat(pending[key])
-                        heatmaps[key].add(outputs[:used].reshape(complete, per_direction, *outputs.shape[1:]), chunk)
+                        stacks = outputs[:used].reshape(complete, per_direction, *outputs.shape[1:])
+                        reconstructors[key].add(stacks, chunk)
                         pending[key] = [outputs[used:]]
                     done += complete
                     bar.update(complete)
-        results = {key: heatmap.result().reshape(geometry.shape) for key, heatmap in heatmaps.items()}
         if world > 1:
-            for result in results.values():
+            for reconstructor in reconstructors.values():
+                if isinstance(reconstructor, IterativeReconstruction):
+                    _gather_shares(reconstructor, world)
+        results = {}
+        for key, reconstructor in reconstructors.items():
+            result = reconstructor.result()
+            if world > 1 and not isinstance(reconstructor, IterativeReconstruction):
                 dist.all_reduce(result)  # the shares' weights already use the total L, so their sum is the whole
+            results[key] = result
         return results
 
-
-class _Heatmap:
-    """The running reconstruction of one mode, to which chunks of directions are added as they are scored."""
-
-    def __init__(
-        self, inferer: TomographicInferer, mode: str, geometry: VolumeGeometry, points: torch.Tensor, step: float
-    ) -> None:
-        self.inferer, self.mode, self.points, self.step = inferer, mode, points, step
-        self.fourier = None
-        if mode == "tonno" and inferer.backprojection == "fourier":
-            self.fourier = FourierBackprojection(geometry, inferer.num_slices, dtype=points.dtype, device=points.device)
-        self.heatmap = points.new_zeros(points.shape[0])
-
-    def add(self, stacks: torch.Tensor, frames: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
-        """Add the directions of ``frames`` and their ``(l, M + 2, ...)`` scores (shares add up to the whole)."""
-        inferer = self.inferer
-        inverse_weight = RADON_INVERSION_CONSTANT * SPHERE_AREA / inferer.num_angles
-        if self.fourier is not None:
-            self.fourier.add(inverse_weight * second_difference(stacks, self.step), frames[0])
-        elif self.mode == "tonno":
-            self.heatmap = self.heatmap + filtered_backprojection(
-                stacks, frames[0], self.points, inferer.backprojection_chunk, inferer.num_angles
+    def _reconstructor(self, mode: str, geometry: VolumeGeometry, device: torch.device) -> Reconstructor:
+        """The reconstruction of ``mode`` with this inferer's settings."""
+        if mode != "tonno":
+            return StackBackprojection(
+                geometry, self.num_slices, self.num_angles, self.slice_size, mode == "tomographic_cam", device
             )
-        elif self.mode == "averaged_cam":
-            averaged = backproject_stacks(stacks[:, 1:-1], frames, self.points, inferer.slice_size)
-            self.heatmap = self.heatmap + averaged / inferer.num_angles
-        else:
-            filtered = second_difference(stacks.movedim(1, -1), self.step).movedim(-1, 1)
-            self.heatmap = self.heatmap + inverse_weight * backproject_stacks(
-                filtered, frames, self.points, inferer.slice_size
-            )
+        if self.reconstruction == "iterative":
+            return IterativeReconstruction(geometry, self.num_slices, self.num_angles, device, **self.iterative_options)
+        return FilteredBackprojection(
+            geometry, self.num_slices, self.num_angles, device, self.backprojection, self.backprojection_chunk
+        )
 
-    def result(self) -> torch.Tensor:
-        """The ``(P,)`` heatmap of the directions added so far."""
-        return self.heatmap + self.fourier.volume().reshape(-1) if self.fourier is not None else self.heatmap
+
+def _gather_shares(reconstructor: IterativeReconstruction, world: int) -> None:
+    """Every rank's profiles and directions on every rank, so that each solves for the whole heatmap."""
+    local = (torch.cat(reconstructor.profiles).detach().cpu(), torch.cat(reconstructor.directions).cpu())
+    shares: list[Any] = [None] * world
+    dist.all_gather_object(shares, local)
+    reconstructor.gather(torch.cat([p for p, _ in shares]), torch.cat([d for _, d in shares]))
 
 
 def _caller_autocast(device_type: str) -> contextlib.AbstractContextManager:
@@ -367,13 +400,14 @@ def _shard() -> tuple[int, int]:
 
 
 def _logits(network: Callable[..., Any], slices: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """The network's ``(N, K)`` outputs for ``N`` slices (``K = 1`` for ``(N,)``)."""
     logits = network(to_network_dtype(network, slices), *args, **kwargs)
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"the network must return a tensor of logits, got {type(logits).__name__}.")
     count = slices.shape[0]
-    if logits.shape not in ((count,), (count, 1)):
+    if logits.ndim not in (1, 2) or logits.shape[0] != count or logits.shape[-1] < 1:
         raise ValueError(
-            f"the network must return one logit per slice, shape ({count},) or ({count}, 1) for {count} slices, "
+            f"the network must return its outputs per slice, shape ({count},) or ({count}, K) for {count} slices, "
             f"got shape {tuple(logits.shape)}."
         )
-    return logits.reshape(count).float()
+    return logits.reshape(count, -1).float()

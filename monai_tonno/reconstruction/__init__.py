@@ -1,0 +1,25 @@
+# Copyright (c) monai_tonno contributors
+# SPDX-License-Identifier: Apache-2.0
+"""Reconstructions: the scores of slices cut along many directions in, a volume out.
+
+The inferer cuts slices and scores them; a :class:`Reconstructor` knows the formulas. One small class per
+method: :class:`FilteredBackprojection` (ToNNO's inverse Radon transform, Fourier or linear backprojection),
+:class:`StackBackprojection` (Averaged and Tomographic CAM) and :class:`IterativeReconstruction` (the volume
+that best explains ToNNO's profiles, under a prior). The constants of the inverse live in
+:func:`~monai_tonno.radon.inverse_radon_weight`.
+"""
+
+from monai_tonno.reconstruction.base import Frames, Reconstructor
+from monai_tonno.reconstruction.filtered import BACKPROJECTIONS, FilteredBackprojection
+from monai_tonno.reconstruction.iterative import SUPPORTS, IterativeReconstruction
+from monai_tonno.reconstruction.stacks import StackBackprojection
+
+__all__ = [
+    "BACKPROJECTIONS",
+    "SUPPORTS",
+    "FilteredBackprojection",
+    "Frames",
+    "IterativeReconstruction",
+    "Reconstructor",
+    "StackBackprojection",
+]
