@@ -121,18 +121,20 @@ class RadonOperator:
         return result if channels else result[0]
 
     def _kernels(self, start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Gridding entries and phase factors of the directions from ``start``, cached while they fit.
+        """The directions from ``start`` as sparse gridding matrices and phase factors, cached while they fit.
 
-        Returns the flat grid indices and weights ``(P, E)`` of the ``P = l k`` frequencies, and the ``(l, k)``
-        offset phases and footprints.
+        Returns the ``(P, G)`` interpolation matrix of the ``P = l k`` frequencies, its transpose (the spreading),
+        and the ``(l, k)`` offset phases and footprints.
         """
         if start in self._cache:
             return self._cache[start]
         directions = self.directions[start : start + self.directions_per_call]
         theta, shift, footprint = self._frequencies(directions)
         index, weights = self.gridding._kernel_entries(theta.reshape(-1, 3))
-        entries = (index.reshape(index.shape[0], -1), weights.reshape(weights.shape[0], -1), shift, footprint)
-        size = entries[0].numel() * (entries[0].element_size() + entries[1].element_size())
+        index, weights = index.reshape(index.shape[0], -1), weights.reshape(weights.shape[0], -1)
+        columns = self.gridding.grid.shape[1]
+        entries = (_sparse_rows(index, weights, columns), _sparse_columns(index, weights, columns), shift, footprint)
+        size = 2 * index.numel() * (index.element_size() + weights.element_size())
         if self._cached_bytes + size <= self.cache_bytes:
             self._cache[start] = entries
             self._cached_bytes += size
@@ -145,8 +147,8 @@ class RadonOperator:
         total = volume.sum(dim=(1, 2, 3))  # the k = 0 coefficient's sum
         profiles = []
         for start in range(0, self.num_directions, self.directions_per_call):
-            index, weights, shift, footprint = self._kernels(start)
-            values = _sparse_rows(index, weights, spectrum.shape[0]) @ spectrum  # (l k, 2C)
+            interpolation, _, shift, footprint = self._kernels(start)
+            values = interpolation @ spectrum  # (l k, 2C)
             coefficients = torch.view_as_complex(values.reshape(-1, count, 2).contiguous()).T  # (C, l k)
             coefficients = coefficients.reshape(count, *shift.shape) * (footprint * torch.conj(shift))
             series = 2.0 * (coefficients @ self.evaluation.T).real  # (C, l, M + 2)
@@ -158,11 +160,12 @@ class RadonOperator:
         gridding = self.gridding
         grid = profiles.new_zeros(gridding.grid.shape[1], 2 * count)
         for start in range(0, self.num_directions, self.directions_per_call):
-            index, weights, shift, footprint = self._kernels(start)
+            _, spreading, shift, footprint = self._kernels(start)
             projected = profiles[:, start : start + shift.shape[0]].to(self.evaluation.dtype) @ self.evaluation
             strengths = 2.0 * footprint * shift * torch.conj(projected)  # (C, l, k)
-            strengths = torch.view_as_real(strengths.reshape(count, -1).T.contiguous()).reshape(-1, 1, 2 * count)
-            grid.index_add_(0, index.reshape(-1), (weights[..., None] * strengths).reshape(-1, 2 * count))
+            grid = grid + spreading @ torch.view_as_real(strengths.reshape(count, -1).T.contiguous()).reshape(
+                -1, 2 * count
+            )
         grid = torch.view_as_complex(grid.reshape(-1, count, 2).permute(1, 0, 2).contiguous())
         volume = gridding.modes_of(grid).real
         return volume + (self.voxel_volume / self.period) * profiles.sum(dim=(1, 2))[:, None, None, None]
@@ -195,6 +198,19 @@ def _sparse_rows(index: torch.Tensor, weights: torch.Tensor, columns: int) -> to
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         warnings.filterwarnings("ignore", message="Sparse invariant checks")
         return torch.sparse_csr_tensor(crow, index.reshape(-1), weights.reshape(-1), size=(rows, columns))
+
+
+def _sparse_columns(index: torch.Tensor, weights: torch.Tensor, columns: int) -> torch.Tensor:
+    """The transpose of :func:`_sparse_rows` in CSR form: spreading ``P`` points onto ``columns`` grid points."""
+    rows, width = index.shape
+    flat = index.reshape(-1)
+    order = torch.argsort(flat, stable=True)
+    crow = torch.zeros(columns + 1, dtype=torch.int64, device=index.device)
+    crow[1:] = torch.cumsum(torch.bincount(flat, minlength=columns), dim=0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        warnings.filterwarnings("ignore", message="Sparse invariant checks")
+        return torch.sparse_csr_tensor(crow, order // width, weights.reshape(-1)[order], size=(columns, rows))
 
 
 class _Forward(torch.autograd.Function):

@@ -13,6 +13,7 @@ from monai_tonno import RandObliqueSliced, SliceSum, TomographicInferer
 from monai_tonno.fourier_backprojection import FourierBackprojection
 from monai_tonno.geometry import VolumeGeometry, fibonacci_directions
 from monai_tonno.networks import create_slice_classifier
+from monai_tonno.radon_operator import RadonOperator
 from monai_tonno.visualize import SliceCAM
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -120,3 +121,20 @@ def test_slice_wise_cams_run_the_network_on_sw_device():
     on_cuda = inferer(volume, network)
     assert on_cuda.device.type == "cpu" and isinstance(on_cuda, MetaTensor)
     assert relative_error(on_cuda, on_cpu) < 1e-4
+
+
+def test_radon_operator_and_iterative_reconstruction_on_cuda_equal_cpu():
+    geometry = VolumeGeometry((16, 16, 16))
+    directions = fibonacci_directions(20, True)
+    volume = volume_with_blobs(16)[0, 0]
+    on_cpu = RadonOperator(geometry, directions, 12)
+    on_cuda = RadonOperator(geometry, directions, 12, device=CUDA)
+    profiles = on_cpu(volume)
+    assert relative_error(on_cuda(volume.to(CUDA)).cpu(), profiles) < 1e-5
+    assert relative_error(on_cuda.adjoint(profiles.to(CUDA)).cpu(), on_cpu.adjoint(profiles)) < 1e-5
+    inferer = TomographicInferer(num_angles=20, num_slices=12, slice_size=16, reconstruction="iterative")
+    with torch.no_grad():
+        expected = inferer(volume[None, None], SliceSum())
+        result = inferer(volume[None, None].to(CUDA), SliceSum())
+    assert result.device.type == "cuda"
+    assert relative_error(result.cpu(), expected) < 1e-4

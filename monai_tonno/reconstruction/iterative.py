@@ -78,7 +78,7 @@ class IterativeReconstruction(Reconstructor):
         sparsity: float = 0.0,
         nonnegative: bool = False,
         support: str = "volume",
-        power_iterations: int = 10,
+        power_iterations: int = 8,
         channels_per_pass: int = 8,
     ) -> None:
         super().__init__(geometry, num_slices, num_directions, device)
@@ -122,7 +122,11 @@ class IterativeReconstruction(Reconstructor):
             raise RuntimeError(
                 f"iterative reconstruction needs all {self.num_directions} directions, got {profiles.shape[0]}."
             )
-        operator = RadonOperator(self.geometry, directions, self.num_slices, dtype=profiles.dtype, device=self.device)
+        # a half-width of 3 (about 2e-3 relative gridding error, far below what separates a network's profiles
+        # from plane integrals) is 3x faster than 4; the pair stays exactly adjoint whatever the width
+        operator = RadonOperator(
+            self.geometry, directions, self.num_slices, half_width=3, dtype=profiles.dtype, device=self.device
+        )
         lipschitz = self._largest_eigenvalue(operator)
         self.iterations_run = []
         outputs = []
