@@ -4,6 +4,7 @@
 
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -11,6 +12,11 @@ import torch.multiprocessing as mp
 from monai_tonno import SliceSum, TomographicInferer
 
 SETTINGS = {"num_angles": 37, "num_slices": 12, "slice_size": 16, "sw_batch_size": 50}
+RECONSTRUCTIONS = {
+    "filtered_backprojection": {},
+    # every rank gathers the others' profiles and solves for the whole heatmap
+    "iterative": {"reconstruction": "iterative", "iterations": 5, "tolerance": 0.0},
+}
 
 
 def volume() -> torch.Tensor:
@@ -23,12 +29,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def worker(rank: int, port: int, queue) -> None:
+def worker(rank: int, port: int, queue, reconstruction: dict) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         torch.set_num_threads(1)
         with torch.no_grad():
-            heatmap = TomographicInferer(**SETTINGS, shard_angles=True)(volume(), SliceSum())
+            heatmap = TomographicInferer(**SETTINGS, **reconstruction, shard_angles=True)(volume(), SliceSum())
         # a numpy copy travels pickled: a tensor would travel as shared memory that dies with this process,
         # which may exit before the parent has read it
         queue.put((rank, heatmap.numpy()))
@@ -36,13 +42,15 @@ def worker(rank: int, port: int, queue) -> None:
         dist.destroy_process_group()
 
 
-def test_two_gloo_processes_equal_one():
+@pytest.mark.parametrize("name", sorted(RECONSTRUCTIONS))
+def test_two_gloo_processes_equal_one(name):
+    reconstruction = RECONSTRUCTIONS[name]
     with torch.no_grad():
-        single = TomographicInferer(**SETTINGS)(volume(), SliceSum())
+        single = TomographicInferer(**SETTINGS, **reconstruction)(volume(), SliceSum())
     context = mp.get_context("spawn")
     queue = context.Queue()
     port = free_port()
-    processes = [context.Process(target=worker, args=(rank, port, queue)) for rank in range(2)]
+    processes = [context.Process(target=worker, args=(rank, port, queue, reconstruction)) for rank in range(2)]
     for process in processes:
         process.start()
     results = dict(queue.get(timeout=120) for _ in processes)
@@ -50,4 +58,5 @@ def test_two_gloo_processes_equal_one():
         process.join(timeout=60)
         assert process.exitcode == 0
     for rank in (0, 1):
-        torch.testing.assert_close(torch.from_numpy(results[rank]), single, rtol=1e-5, atol=1e-6)
+        # the same sums in another order (directions by rank): float32 rounding of the heatmap's size (~1)
+        torch.testing.assert_close(torch.from_numpy(results[rank]), single, rtol=1e-5, atol=2e-5)
