@@ -15,7 +15,8 @@ For one volume size, L, M, slice size and network this measures:
 - the peak memory: on a GPU the CUDA allocator's, of the parts alone and of the floor and inferer runs; on a
   CPU the process's peak RSS (imported libraries included), which only grows.
 
-Mode ``tonno_linear`` is ToNNO with ``backprojection="linear"``, the path before the Fourier backprojection.
+Mode ``tonno_linear`` is ToNNO with ``backprojection="linear"``, the path before the Fourier backprojection;
+mode ``tonno_iterative`` is ToNNO with ``reconstruction="iterative"`` (its defaults).
 The network's frozen batch normalisation is folded into its convolutions (``--no-fold_norm`` for the plain
 network); with any faster arithmetic (folding, ``--compile``, ``--autocast``, TF32 on a GPU) ToNNO's heatmap is
 also compared with the plain network's in strict float32 (``--skip_accuracy`` to leave that out).
@@ -150,7 +151,7 @@ def main() -> None:
     parser.add_argument("--sw_batch_size", type=int, default=64)
     parser.add_argument(
         "--modes", nargs="+", default=["tonno", "tonno_linear", "averaged_cam", "tomographic_cam"],
-        choices=["tonno", "tonno_linear", "averaged_cam", "tomographic_cam"],
+        choices=["tonno", "tonno_linear", "tonno_iterative", "averaged_cam", "tomographic_cam"],
     )  # fmt: skip
     parser.add_argument("--angles", type=int, default=None, help="override L (e.g. to time a share of the work)")
     parser.add_argument("--hemisphere", action="store_true", help="directions on a hemisphere")
@@ -262,7 +263,7 @@ def main() -> None:
     runs: dict[str, list[float]] = {}
     in_run: dict[str, list[float]] = {mode: [] for mode in args.modes}  # total / network's (CAM's) time in it
     for _ in range(args.repeats):
-        for floor_name, floor, group in (("floor_forward", floor_forward, ("tonno", "tonno_linear")),
+        for floor_name, floor, group in (("floor_forward", floor_forward, ("tonno", "tonno_linear", "tonno_iterative")),
                                          ("floor_forward_backward", floor_forward_backward,
                                           ("averaged_cam", "tomographic_cam"))):  # fmt: skip
             modes = [mode for mode in args.modes if mode in group]
@@ -275,9 +276,10 @@ def main() -> None:
                 clock = Clocked(network if mode.startswith("tonno") else cam, device)
                 inferer = TomographicInferer(
                     config["num_angles"], config["num_slices"], config["slice_size"], hemisphere=args.hemisphere,
-                    mode=mode.removesuffix("_linear"), cam_method=lambda _, slices, clock=clock: clock(slices),
-                    sw_batch_size=args.sw_batch_size,
+                    mode=mode.removesuffix("_linear").removesuffix("_iterative"),
+                    cam_method=lambda _, slices, clock=clock: clock(slices), sw_batch_size=args.sw_batch_size,
                     backprojection="linear" if mode.endswith("_linear") else "fourier",
+                    reconstruction="iterative" if mode.endswith("_iterative") else "filtered_backprojection",
                 )  # fmt: skip
                 scored = clock if mode.startswith("tonno") else cam_network
                 with torch.no_grad(), precision:

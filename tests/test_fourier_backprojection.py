@@ -9,11 +9,10 @@ from monai_tonno.fourier_backprojection import FourierBackprojection
 from monai_tonno.geometry import VolumeGeometry, fibonacci_directions
 from monai_tonno.nufft import GaussianGridding
 from monai_tonno.radon import (
-    RADON_INVERSION_CONSTANT,
-    SPHERE_AREA,
     SliceSum,
     backproject_profiles,
     filtered_backprojection,
+    inverse_radon_weight,
     profile_offsets,
     second_difference,
 )
@@ -69,7 +68,7 @@ def test_fourier_backprojection_is_as_accurate_as_linear_against_the_closed_form
     exact = gaussian_blobs_radon(BLOBS, directions, offsets)
     linear = filtered_backprojection(exact, directions, geometry.voxel_points(torch.float64))
     fourier = FourierBackprojection(geometry, 64, dtype=torch.float64)
-    fourier.add(RADON_INVERSION_CONSTANT * SPHERE_AREA / 1000 * second_difference(exact, step), directions)
+    fourier.add(inverse_radon_weight(1000) * second_difference(exact, step), directions)
     assert relative_error(fourier.volume().reshape(-1), volume) <= relative_error(linear, volume)
 
 

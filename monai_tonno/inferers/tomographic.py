@@ -66,8 +66,9 @@ class TomographicInferer(Inferer):
       inverse Radon weight ``c |S^2| / L`` (Eq. 13): sharp maps even from deep, coarse layers.
 
     With :class:`~monai_tonno.radon.SliceSum` as the network, ToNNO returns the input volume (the paper's
-    correctness check). Under ``torch.no_grad()`` (inference) memory does not grow with ``num_angles``:
-    directions are reconstructed as their slices are scored and their activations freed. With gradients enabled
+    correctness check). Under ``torch.no_grad()`` (inference) memory grows with ``num_angles`` only by the
+    profiles (``L (M + 2) K`` numbers; the CAM stacks are backprojected as they come): each batch's activations
+    are freed once it is scored. With gradients enabled
     autograd keeps every slice's activations for the backward pass, so memory grows linearly with
     ``num_angles * (num_slices + 2)`` (e.g. 117 MiB against 40 MiB at L = 100 for a small network at 64^3).
 
