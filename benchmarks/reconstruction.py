@@ -6,8 +6,8 @@ The volume is three Gaussian blobs (``round_trip.py``'s phantom); its profiles a
 (slices cut as the inferer cuts them, ``M = --num_slices``, hemisphere), with a random constant added to each
 direction's profile as a network may add. Each reconstruction is timed alone on those profiles; the error is the
 relative L2 error over the voxels inside the ball of radius 0.95. The iterative rows use the priors of a density
-(``nonnegative=True, support="ball"``), which hold for ``SliceSum`` profiles; ``--sparsity`` adds a row with
-the prior meant for a network's signed logits instead.
+(``nonnegative=True, support="ball"``, no regularisation), which hold for ``SliceSum`` profiles; ``--sparsity``
+adds a row with an L1 prior instead.
 
     python benchmarks/reconstruction.py --sizes 48 64 --num_angles 30 60 125 250 500 --json out.json
     python benchmarks/reconstruction.py --sizes 64 --num_angles 500 --num_slices 50 --channels 512  # K outputs
@@ -65,7 +65,13 @@ def main() -> None:
             methods = {
                 "filtered backprojection": FilteredBackprojection(geometry, args.num_slices, num_angles),
                 "iterative (density)": IterativeReconstruction(
-                    geometry, args.num_slices, num_angles, iterations=args.iterations, nonnegative=True, support="ball"
+                    geometry,
+                    args.num_slices,
+                    num_angles,
+                    iterations=args.iterations,
+                    nonnegative=True,
+                    support="ball",
+                    regularization=0.0,
                 ),
             }
             if args.sparsity is not None:

@@ -80,7 +80,9 @@ def test_iterative_reconstruction_removes_most_streaks_at_few_directions():
     errors = {}
     for name, reconstruction in {
         "fbp": FilteredBackprojection(geometry, 32, 40),
-        "density": IterativeReconstruction(geometry, 32, 40, nonnegative=True, support="ball", iterations=60),
+        "density": IterativeReconstruction(
+            geometry, 32, 40, nonnegative=True, support="ball", iterations=60, regularization=0.0
+        ),
     }.items():
         reconstruction.add(profiles, frames)
         errors[name] = relative_error(reconstruction.result()[0][inside], volume[inside])
@@ -148,6 +150,7 @@ def test_gradients_reach_the_network_through_the_iterative_reconstruction():
         ({"reconstruction": "iterative", "mode": "averaged_cam"}, "mode='tonno'"),
         ({"support": "cube"}, "support must be one of"),
         ({"sparsity": -1.0}, "sparsity"),
+        ({"regularization": float("nan")}, "regularization"),
         ({"iterations": 2.5}, "iterations"),
     ],
 )

@@ -128,6 +128,8 @@ class TomographicInferer(Inferer):
         iterations: the most iterations of the iterative reconstruction.
         tolerance: the iterative reconstruction stops when an iteration changes the heatmap by less than this
             fraction of its norm.
+        regularization: the iterative reconstruction's weight of staying near filtered backprojection where the
+            profiles determine the heatmap poorly (see :class:`~monai_tonno.reconstruction.IterativeReconstruction`).
         sparsity: the iterative reconstruction's L1 weight on the heatmap's departure from its background, in
             units of its median absolute deviation (0: plain least squares).
         nonnegative: the iterative reconstruction's heatmap is non-negative (for images of a density, such as
@@ -159,6 +161,7 @@ class TomographicInferer(Inferer):
         reconstruction: str = "filtered_backprojection",
         iterations: int = 30,
         tolerance: float = 1e-3,
+        regularization: float = 0.3,
         sparsity: float = 0.0,
         nonnegative: bool = False,
         support: str = "volume",
@@ -189,7 +192,7 @@ class TomographicInferer(Inferer):
         if support not in SUPPORTS:
             raise ValueError(f"support must be one of {SUPPORTS}, got {support!r}.")
         iterations = check_int("iterations", iterations, 0)
-        for name, value in (("tolerance", tolerance), ("sparsity", sparsity)):
+        for name, value in (("tolerance", tolerance), ("regularization", regularization), ("sparsity", sparsity)):
             if not (isinstance(value, (int, float)) and value >= 0 and value < float("inf")):
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
         if isinstance(cam_method, str) and cam_method not in CAM_METHODS:
@@ -214,6 +217,7 @@ class TomographicInferer(Inferer):
         self.iterative_options = {
             "iterations": int(iterations),
             "tolerance": float(tolerance),
+            "regularization": float(regularization),
             "sparsity": float(sparsity),
             "nonnegative": bool(nonnegative),
             "support": support,
