@@ -100,7 +100,7 @@ class GaussianGridding:
         strengths = strengths.to(device=self.device, dtype=self.complex_dtype).reshape(theta.shape[0], self.channels)
         for start in range(0, theta.shape[0], self.points_per_call):
             stop = start + self.points_per_call
-            index, weights = self._kernel_entries(theta[start:stop])
+            index, weights = self.kernel_entries(theta[start:stop])
             values = (strengths[start:stop].T[:, :, None, None, None] * weights).reshape(self.channels, -1)
             if values.requires_grad or self.grid.requires_grad:
                 self.grid = self.grid.index_add(1, index.reshape(-1), values)
@@ -139,7 +139,7 @@ class GaussianGridding:
         per_call = max(1, self.points_per_call * self.channels // channels)
         values = []
         for start in range(0, theta.shape[0], per_call):
-            index, weights = self._kernel_entries(theta[start : start + per_call])
+            index, weights = self.kernel_entries(theta[start : start + per_call])
             gathered = spectrum[:, index.reshape(-1)].reshape(channels, *weights.shape)
             values.append((gathered * weights).sum(dim=(-3, -2, -1)))
         return torch.cat(values, dim=1) if values else spectrum.new_zeros(channels, 0)
@@ -160,7 +160,7 @@ class GaussianGridding:
         # the adjoint of ifftn (1 / G times the conjugate DFT) is fftn / G
         return torch.fft.fftn(grid, dim=(1, 2, 3), norm="forward").reshape(grid.shape[0], -1)
 
-    def _kernel_entries(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def kernel_entries(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Flat grid indices and real weights of every point's ``(2 w)^3`` kernel entries: ``(P, 2w, 2w, 2w)``."""
         sizes = torch.tensor(self.grid_shape, dtype=self.dtype, device=self.device)
         position = theta * sizes / (2.0 * math.pi)  # in oversampled grid points

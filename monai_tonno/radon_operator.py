@@ -130,7 +130,7 @@ class RadonOperator:
             return self._cache[start]
         directions = self.directions[start : start + self.directions_per_call]
         theta, shift, footprint = self._frequencies(directions)
-        index, weights = self.gridding._kernel_entries(theta.reshape(-1, 3))
+        index, weights = self.gridding.kernel_entries(theta.reshape(-1, 3))
         index, weights = index.reshape(index.shape[0], -1), weights.reshape(weights.shape[0], -1)
         columns = self.gridding.grid.shape[1]
         entries = (_sparse_rows(index, weights, columns), _sparse_columns(index, weights, columns), shift, footprint)
