@@ -83,7 +83,19 @@ class GaussianGridding:
         ]
         complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
         self.complex_dtype = complex_dtype
-        self.grid = torch.zeros(self.channels, math.prod(self.grid_shape), dtype=complex_dtype, device=self.device)
+        self._grid: torch.Tensor | None = None  # allocated on first use: an operator may only borrow the kernel
+
+    @property
+    def grid_size(self) -> int:
+        """``G``, the number of oversampled grid points."""
+        return math.prod(self.grid_shape)
+
+    @property
+    def grid(self) -> torch.Tensor:
+        """The ``(channels, G)`` oversampled grid of the points spread so far."""
+        if self._grid is None:
+            self._grid = torch.zeros(self.channels, self.grid_size, dtype=self.complex_dtype, device=self.device)
+        return self._grid
 
     def spread(self, theta: torch.Tensor, strengths: torch.Tensor) -> None:
         """Add points ``theta`` ``(P, 3)`` (radians per grid step, any real value) with complex ``strengths``.
@@ -103,7 +115,7 @@ class GaussianGridding:
             index, weights = self.kernel_entries(theta[start:stop])
             values = (strengths[start:stop].T[:, :, None, None, None] * weights).reshape(self.channels, -1)
             if values.requires_grad or self.grid.requires_grad:
-                self.grid = self.grid.index_add(1, index.reshape(-1), values)
+                self._grid = self.grid.index_add(1, index.reshape(-1), values)
             else:
                 self.grid.index_add_(1, index.reshape(-1), values)
 
@@ -126,10 +138,6 @@ class GaussianGridding:
         result = self.interpolate_spectrum(self.oversampled_spectrum(modes.reshape(-1, *self.shape)), theta)
         return result[0] if single else result
 
-    def oversampled_spectrum(self, modes: torch.Tensor) -> torch.Tensor:
-        """The first steps of :meth:`interpolate`, to share between calls at different points: ``(C, G)``."""
-        return self._padded_spectrum(modes)
-
     def interpolate_spectrum(self, spectrum: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """The last step of :meth:`interpolate`: ``(C, P)`` values at ``theta`` of an :meth:`oversampled_spectrum`."""
         if theta.ndim != 2 or theta.shape[1] != 3:
@@ -144,13 +152,12 @@ class GaussianGridding:
             values.append((gathered * weights).sum(dim=(-3, -2, -1)))
         return torch.cat(values, dim=1) if values else spectrum.new_zeros(channels, 0)
 
-    def _padded_spectrum(self, modes: torch.Tensor) -> torch.Tensor:
-        """The adjoint of :meth:`modes`' steps after the grid: ``(C, *shape)`` modes to the flat ``(C, G)`` grid."""
+    def oversampled_spectrum(self, modes: torch.Tensor) -> torch.Tensor:
+        """The first steps of :meth:`interpolate` (the adjoint of :meth:`modes_of`), to share between calls at
+        different points: ``(C, *shape)`` modes to the flat ``(C, G)`` oversampled grid."""
         grid = modes.to(device=self.device, dtype=self.complex_dtype)
-        for axis, (n, tau) in enumerate(zip(self.shape, self.tau, strict=True)):
-            j = torch.arange(n, device=self.device) - n // 2
-            correction = 2.0 * math.pi * torch.exp(j.to(self.dtype) ** 2 * tau) / math.sqrt(4.0 * math.pi * tau)
-            grid = grid * correction.reshape([-1 if a == axis + 1 else 1 for a in range(4)])
+        for axis in range(3):
+            grid = grid * self._kernel_correction(axis)
         # zero-pad: mode j goes to grid index j mod g (the transpose of modes()' index_select)
         for axis, (n, g) in enumerate(zip(self.shape, self.grid_shape, strict=True)):
             j = torch.arange(n, device=self.device) - n // 2
@@ -159,6 +166,14 @@ class GaussianGridding:
             grid = grid.new_zeros(shape).index_copy(axis + 1, j % g, grid)
         # the adjoint of ifftn (1 / G times the conjugate DFT) is fftn / G
         return torch.fft.fftn(grid, dim=(1, 2, 3), norm="forward").reshape(grid.shape[0], -1)
+
+    def _kernel_correction(self, axis: int) -> torch.Tensor:
+        """Per mode along ``axis``, the inverse of the kernel's Fourier transform ``sqrt(4 pi tau) exp(-j^2 tau)``
+        (times the quadrature's 2 pi), shaped to broadcast over ``(C, N_x, N_y, N_z)``."""
+        n, tau = self.shape[axis], self.tau[axis]
+        j = torch.arange(n, device=self.device) - n // 2
+        correction = 2.0 * math.pi * torch.exp(j.to(self.dtype) ** 2 * tau) / math.sqrt(4.0 * math.pi * tau)
+        return correction.reshape([-1 if a == axis + 1 else 1 for a in range(4)])
 
     def kernel_entries(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Flat grid indices and real weights of every point's ``(2 w)^3`` kernel entries: ``(P, 2w, 2w, 2w)``."""
@@ -192,10 +207,7 @@ class GaussianGridding:
     def modes_of(self, grid: torch.Tensor) -> torch.Tensor:
         """:meth:`modes` of a flat ``(C, G)`` grid spread elsewhere: ``(C, *shape)``."""
         modes = torch.fft.ifftn(grid.reshape(grid.shape[0], *self.grid_shape), dim=(1, 2, 3))
-        for axis, (n, g, tau) in enumerate(zip(self.shape, self.grid_shape, self.tau, strict=True)):
+        for axis, (n, g) in enumerate(zip(self.shape, self.grid_shape, strict=True)):
             j = torch.arange(n, device=self.device) - n // 2
-            modes = modes.index_select(axis + 1, j % g)
-            # divide out the kernel's Fourier transform sqrt(4 pi tau) exp(-j^2 tau); 2 pi from the quadrature
-            correction = 2.0 * math.pi * torch.exp(j.to(self.dtype) ** 2 * tau) / math.sqrt(4.0 * math.pi * tau)
-            modes = modes * correction.reshape([-1 if a == axis + 1 else 1 for a in range(4)])
+            modes = modes.index_select(axis + 1, j % g) * self._kernel_correction(axis)
         return modes

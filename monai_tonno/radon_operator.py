@@ -132,7 +132,7 @@ class RadonOperator:
         theta, shift, footprint = self._frequencies(directions)
         index, weights = self.gridding.kernel_entries(theta.reshape(-1, 3))
         index, weights = index.reshape(index.shape[0], -1), weights.reshape(weights.shape[0], -1)
-        columns = self.gridding.grid.shape[1]
+        columns = self.gridding.grid_size
         entries = (_sparse_rows(index, weights, columns), _sparse_columns(index, weights, columns), shift, footprint)
         size = 2 * index.numel() * (index.element_size() + weights.element_size())
         if self._cached_bytes + size <= self.cache_bytes:
@@ -158,7 +158,7 @@ class RadonOperator:
     def _apply_adjoint(self, profiles: torch.Tensor) -> torch.Tensor:
         count = profiles.shape[0]
         gridding = self.gridding
-        grid = profiles.new_zeros(gridding.grid.shape[1], 2 * count)
+        grid = profiles.new_zeros(gridding.grid_size, 2 * count)
         for start in range(0, self.num_directions, self.directions_per_call):
             _, spreading, shift, footprint = self._kernels(start)
             projected = profiles[:, start : start + shift.shape[0]].to(self.evaluation.dtype) @ self.evaluation
