@@ -21,11 +21,11 @@ from monai_tonno.networks.dtype import to_network_dtype
 from monai_tonno.radon import profile_offsets, profile_slices
 from monai_tonno.reconstruction import (
     BACKPROJECTIONS,
-    SUPPORTS,
     FilteredBackprojection,
     IterativeReconstruction,
     Reconstructor,
     StackBackprojection,
+    check_iterative_options,
 )
 from monai_tonno.validation import check_device, check_int, check_volume_batch, warn_default_spacing
 from monai_tonno.visualize import CAM_METHODS, SliceCAM
@@ -189,12 +189,7 @@ class TomographicInferer(Inferer):
                 f"reconstruction='iterative' reconstructs ToNNO's profiles (mode='tonno'), got mode={mode!r}: the "
                 "CAM modes have no forward model of their maps to invert."
             )
-        if support not in SUPPORTS:
-            raise ValueError(f"support must be one of {SUPPORTS}, got {support!r}.")
-        iterations = check_int("iterations", iterations, 0)
-        for name, value in (("tolerance", tolerance), ("regularization", regularization), ("sparsity", sparsity)):
-            if not (isinstance(value, (int, float)) and value >= 0 and value < float("inf")):
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
+        check_iterative_options(iterations, tolerance, regularization, sparsity, support)
         if isinstance(cam_method, str) and cam_method not in CAM_METHODS:
             raise ValueError(f"cam_method must be one of {CAM_METHODS} or a callable, got {cam_method!r}.")
         self.num_angles = int(num_angles)

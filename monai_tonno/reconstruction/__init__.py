@@ -11,7 +11,7 @@ that best explains ToNNO's profiles, under a prior). The constants of the invers
 
 from monai_tonno.reconstruction.base import Frames, Reconstructor
 from monai_tonno.reconstruction.filtered import BACKPROJECTIONS, FilteredBackprojection
-from monai_tonno.reconstruction.iterative import SUPPORTS, IterativeReconstruction
+from monai_tonno.reconstruction.iterative import SUPPORTS, IterativeReconstruction, check_iterative_options
 from monai_tonno.reconstruction.stacks import StackBackprojection
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "IterativeReconstruction",
     "Reconstructor",
     "StackBackprojection",
+    "check_iterative_options",
 ]

@@ -45,10 +45,23 @@ from monai_tonno.radon import profile_offsets
 from monai_tonno.radon_operator import RadonOperator
 from monai_tonno.reconstruction.base import Frames, Reconstructor
 from monai_tonno.reconstruction.filtered import FilteredBackprojection
+from monai_tonno.validation import check_int
 
-__all__ = ["SUPPORTS", "IterativeReconstruction"]
+__all__ = ["SUPPORTS", "IterativeReconstruction", "check_iterative_options"]
 
 SUPPORTS = ("volume", "ball")
+
+
+def check_iterative_options(
+    iterations: int, tolerance: float, regularization: float, sparsity: float, support: str
+) -> None:
+    """Raise a ``ValueError`` that names the first option of :class:`IterativeReconstruction` out of range."""
+    check_int("iterations", iterations, 0)
+    for name, value in (("tolerance", tolerance), ("regularization", regularization), ("sparsity", sparsity)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value < math.inf):
+            raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
+    if support not in SUPPORTS:
+        raise ValueError(f"support must be one of {SUPPORTS}, got {support!r}.")
 
 
 class IterativeReconstruction(Reconstructor):
@@ -96,16 +109,7 @@ class IterativeReconstruction(Reconstructor):
         channels_per_pass: int = 8,
     ) -> None:
         super().__init__(geometry, num_slices, num_directions, device)
-        if iterations < 0:
-            raise ValueError(f"iterations must be at least 0, got {iterations}.")
-        if not (tolerance >= 0 and math.isfinite(tolerance)):
-            raise ValueError(f"tolerance must be a non-negative number, got {tolerance}.")
-        if not (regularization >= 0 and math.isfinite(regularization)):
-            raise ValueError(f"regularization must be a non-negative number, got {regularization}.")
-        if not (sparsity >= 0 and math.isfinite(sparsity)):
-            raise ValueError(f"sparsity must be a non-negative number, got {sparsity}.")
-        if support not in SUPPORTS:
-            raise ValueError(f"support must be one of {SUPPORTS}, got {support!r}.")
+        check_iterative_options(iterations, tolerance, regularization, sparsity, support)
         self.iterations = int(iterations)
         self.tolerance = float(tolerance)
         self.regularization = float(regularization)
