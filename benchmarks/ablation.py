@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -39,6 +40,7 @@ RECIPES: dict[str, dict] = {
     "mil_top50": {"slice_loss": "mil", "mil_top_fraction": 0.5},
     "bce_lr3e-3": {"slice_loss": "bce", "learning_rate": 3e-3},
     "bce_8x8": {"slice_loss": "bce", "batch_volumes": 8, "slices_per_volume": 8},
+    "no_aug": {"scale_range": [1.0, 1.0], "shear_range": 0.0},
 }
 PROTOCOLS = {"as is": (False, 8), "body": (True, 8), "body, min 27 voxels": (True, 27)}
 FAMILIES = ("ToNNO", "Tomographic LayerCAM", "LayerCAM")
@@ -47,7 +49,7 @@ FAMILIES = ("ToNNO", "Tomographic LayerCAM", "LayerCAM")
 def parse_recipe(text: str) -> tuple[str, dict]:
     name, _, overrides = text.partition(":")
     recipe = dict(RECIPES.get(name, {}))
-    for pair in filter(None, overrides.split(",")):
+    for pair in filter(None, re.split(r",(?![^\[]*\])", overrides)):  # commas inside [...] stay
         key, _, value = pair.partition("=")
         recipe[key] = json.loads(value) if value[:1].isdigit() or value[:1] in "[-{" else value
     if not recipe and name not in RECIPES:

@@ -2,8 +2,17 @@
 # SPDX-License-Identifier: Apache-2.0
 """Phantoms and dataset readers."""
 
+from monai_tonno.data.dicom_writer import write_dicom_series
+from monai_tonno.data.duke import alternate_patients, box_voxels, duke_datalist, find_midline, parse_phases, read_boxes
 from monai_tonno.data.ellipsoids import SHEPP_LOGAN_3D, ellipsoid_phantom
 from monai_tonno.data.readers import autopet_datalist, mosmed_datalist, require_file, select_items, split_by_patient
+from monai_tonno.data.sitk_reader import SimpleITKReader, find_dicom_series
+from monai_tonno.data.synthetic_breast import (
+    SyntheticBreastConfig,
+    duke_or_synthetic,
+    generate_synthetic_duke,
+    synthetic_breast_case,
+)
 from monai_tonno.data.synthetic_petct import (
     SyntheticPETCTConfig,
     autopet_or_synthetic,
@@ -13,14 +22,27 @@ from monai_tonno.data.synthetic_petct import (
 
 __all__ = [
     "SHEPP_LOGAN_3D",
+    "SimpleITKReader",
+    "SyntheticBreastConfig",
     "SyntheticPETCTConfig",
+    "alternate_patients",
     "autopet_datalist",
     "autopet_or_synthetic",
+    "box_voxels",
+    "duke_datalist",
+    "duke_or_synthetic",
     "ellipsoid_phantom",
+    "find_dicom_series",
+    "find_midline",
     "generate_synthetic_autopet",
+    "generate_synthetic_duke",
     "mosmed_datalist",
+    "parse_phases",
+    "read_boxes",
     "require_file",
     "select_items",
     "split_by_patient",
+    "synthetic_breast_case",
     "synthetic_petct_case",
+    "write_dicom_series",
 ]

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from monai_tonno.inferers import SliceCAMInferer, TomographicInferer
-from monai_tonno.metrics import LesionDetectionMetric, VolumeDetectionMetric
+from monai_tonno.metrics import LesionDetectionMetric, MaxIoUMetric, VolumeDetectionMetric
 from monai_tonno.transforms import ConnectedComponents, body_mask, fit_threshold, save_threshold
 from monai_tonno.visualize.methods_figure import methods_figure
 
@@ -33,11 +33,13 @@ __all__ = [
     "evaluate_methods",
     "method_heatmaps",
     "score_methods",
+    "table_columns",
     "write_figures",
     "write_report",
 ]
 
 TABLE_COLUMNS = ("precision", "recall", "f1", "dice", "balanced_accuracy")
+OVERLAPS = ("dice", "max_iou")
 FAMILIES = ("GradCAM", "LayerCAM", "ToNNO", "Averaged LayerCAM", "Tomographic LayerCAM")
 
 
@@ -62,15 +64,30 @@ def method_heatmaps(
     return {key: np.asarray(value.detach().cpu().float())[0, 0] for key, value in result.items()}
 
 
-def _scores(heatmaps: list[np.ndarray], masks: list[np.ndarray], threshold: float, min_size: float) -> dict:
+def _scores(
+    heatmaps: list[np.ndarray], masks: list[np.ndarray], threshold: float, min_size: float, overlap: str = "dice"
+) -> dict:
     components = ConnectedComponents(26, min_size=min_size, relabel=False)
     predictions = [components(torch.as_tensor(h > threshold)[None]) for h in heatmaps]
     truths = [torch.as_tensor(m > 0)[None] for m in masks]
-    lesions, volumes = LesionDetectionMetric(), VolumeDetectionMetric()
+    lesions, volumes, boxes = LesionDetectionMetric(), VolumeDetectionMetric(), MaxIoUMetric()
     for prediction, truth in zip(predictions, truths, strict=True):
         lesions(prediction[None], truth[None])
         volumes(prediction[None], truth[None])
-    return {**lesions.aggregate(), "balanced_accuracy": volumes.aggregate()}
+        if overlap == "max_iou":
+            boxes(prediction[None], truth[None])
+    scores = {**lesions.aggregate(), "balanced_accuracy": volumes.aggregate()}
+    if overlap == "max_iou":  # the truth is a box: the overlap of boxes replaces Dice (Section 4.3)
+        scores["max_iou"] = boxes.aggregate()
+        del scores["dice"]
+    return scores
+
+
+def table_columns(overlap: str = "dice") -> tuple[str, ...]:
+    """The report's columns: Table 2's, with MaxIoU in place of Dice when the truths are boxes."""
+    if overlap not in OVERLAPS:
+        raise ValueError(f"overlap must be one of {OVERLAPS}, got {overlap!r}.")
+    return tuple(overlap if column == "dice" else column for column in TABLE_COLUMNS)
 
 
 @dataclass
@@ -101,7 +118,7 @@ def collect_heatmaps(
     for index, item in enumerate(tqdm(items, desc="evaluating methods", disable=not progress)):
         image = torch.as_tensor(item["image"]).float()[None]
         collected.images.append(np.asarray(image[0].cpu()))
-        collected.names.append(f"{index:03d}_{item.get('patient', 'volume')}")
+        collected.names.append(f"{index:03d}_{item.get('breast') or item.get('patient', 'volume')}")
         body = 1.0 if body_channel is None else body_mask(image[0], body_channel, body_threshold)
         for key, heatmap in method_heatmaps(image, network, tomographic, layers, axis).items():
             collected.heatmaps.setdefault(key, []).append(heatmap * body)
@@ -110,15 +127,21 @@ def collect_heatmaps(
     return collected
 
 
-def score_methods(collected: MethodHeatmaps, fit_score: str = "f1", min_size: float = 8) -> list[dict]:
-    """Fit each method's threshold on the even volumes, score it on the odd ones, mark each family's best layer."""
+def score_methods(
+    collected: MethodHeatmaps, fit_score: str = "f1", min_size: float = 8, overlap: str = "dice"
+) -> list[dict]:
+    """Fit each method's threshold on the even volumes, score it on the odd ones, mark each family's best layer.
+
+    ``overlap="max_iou"`` when the truths are boxes (Duke): MaxIoU replaces Dice among the scores.
+    """
+    table_columns(overlap)
     masks = collected.masks
     fit, held = slice(0, None, 2), slice(1, None, 2)
     rows = []
     for (family, layer), maps in collected.heatmaps.items():
         threshold, fitted = fit_threshold(maps[fit], masks[fit], score=fit_score, min_size=min_size)
         rows.append({"family": family, "layer": layer, "threshold": threshold, f"fit_{fit_score}": fitted,
-                     **_scores(maps[held], masks[held], threshold, min_size)})  # fmt: skip
+                     **_scores(maps[held], masks[held], threshold, min_size, overlap)})  # fmt: skip
     for family in FAMILIES:
         candidates = [row for row in rows if row["family"] == family]
         best = max(candidates, key=lambda row: row[f"fit_{fit_score}"])
@@ -139,6 +162,7 @@ def evaluate_methods(
     progress: bool = True,
     body_channel: int | None = None,
     body_threshold: float = 0.5,
+    overlap: str = "dice",
 ) -> list[dict]:
     """Run every method on ``items`` and score it on the evaluation half with thresholds fitted on the other.
 
@@ -159,15 +183,19 @@ def evaluate_methods(
         body_channel: when given, every method's heatmap is set to zero outside the body found in this channel
             of the image (:func:`~monai_tonno.transforms.body_mask`), as inference does with ``RestrictToBodyd``.
         body_threshold: the body's threshold in that channel's normalised units.
+        overlap: ``"dice"``, or ``"max_iou"`` when the masks are boxes (the IoU of the truth's box and the best
+            matching predicted component's box replaces Dice; lesion precision is then pessimistic, since a
+            second tumour outside the one box counts as a false positive).
 
     Returns:
         one row per method and layer: family, layer, the threshold, the fitting score, the table's columns and
         whether the layer is its family's best.
     """
+    table_columns(overlap)
     collected = collect_heatmaps(items, network, tomographic, layers, axis, progress, body_channel, body_threshold)
-    rows = score_methods(collected, fit_score, min_size)
+    rows = score_methods(collected, fit_score, min_size, overlap)
     if output_dir is not None:
-        write_report(rows, output_dir, fit_score)
+        write_report(rows, output_dir, fit_score, overlap)
         write_figures(collected, rows, Path(output_dir) / "figures", min_size)
         tonno = next(row for row in rows if row["family"] == "ToNNO")
         save_threshold(
@@ -195,8 +223,9 @@ def write_figures(collected: MethodHeatmaps, rows: Sequence[dict], folder: Path,
         )
 
 
-def write_report(rows: Sequence[dict], output_dir: str | Path, fit_score: str = "f1") -> str:
+def write_report(rows: Sequence[dict], output_dir: str | Path, fit_score: str = "f1", overlap: str = "dice") -> str:
     """Write ``methods.csv`` (every row), ``table.json`` and ``table.md`` (best layer per family, Table 2's shape)."""
+    columns = table_columns(overlap)
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "methods.csv", "w", newline="") as handle:
@@ -206,15 +235,16 @@ def write_report(rows: Sequence[dict], output_dir: str | Path, fit_score: str = 
     best = [row for row in rows if row.get("best_layer", True)]
     (folder / "table.json").write_text(json.dumps(best, indent=2))
     baseline = next((row for row in best if row["family"] == "LayerCAM"), None)
-    lines = ["| Method | " + " | ".join(c.replace("_", " ").capitalize() for c in TABLE_COLUMNS) + " |"]
-    lines.append("|---|" + "---|" * len(TABLE_COLUMNS))
+    names = {"max_iou": "MaxIoU"}
+    lines = ["| Method | " + " | ".join(names.get(c, c.replace("_", " ").capitalize()) for c in columns) + " |"]
+    lines.append("|---|" + "---|" * len(columns))
     for family in FAMILIES:
         row = next((r for r in best if r["family"] == family), None)
         if row is None:
             continue
         name = f"{family} ({row['layer']})" if row["layer"] else family
         cells = []
-        for column in TABLE_COLUMNS:
+        for column in columns:
             cell = f"{row[column]:.2f}"
             if baseline is not None and row is not baseline:
                 cell += f" ({row[column] - baseline[column]:+.2f})"

@@ -4,6 +4,7 @@
 
 from monai_tonno.transforms.array import ObliqueSlice, RandObliqueSlice
 from monai_tonno.transforms.body import BodyMask, RestrictToBodyd, body_mask
+from monai_tonno.transforms.breast import BoxMaskd, BreastSided, DCEChannelsd, breast_output_name
 from monai_tonno.transforms.dictionary import Binarized, ConnectedComponentsd, ObliqueSliced, RandObliqueSliced
 from monai_tonno.transforms.postprocess import BINARIZE_STRATEGIES, Binarize, ConnectedComponents, otsu_threshold
 from monai_tonno.transforms.threshold import FIT_SCORES, fit_threshold, load_threshold, save_threshold
@@ -14,14 +15,18 @@ __all__ = [
     "Binarize",
     "Binarized",
     "BodyMask",
+    "BoxMaskd",
+    "BreastSided",
     "ConnectedComponents",
     "ConnectedComponentsd",
+    "DCEChannelsd",
     "ObliqueSlice",
     "ObliqueSliced",
     "RandObliqueSlice",
     "RandObliqueSliced",
     "RestrictToBodyd",
     "body_mask",
+    "breast_output_name",
     "fit_threshold",
     "load_threshold",
     "otsu_threshold",
