@@ -17,8 +17,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from monai.transforms import LoadImage
 
-from monai_tonno.data import synthetic_petct_case
+from monai_tonno.data import SimpleITKReader, SyntheticBreastConfig, generate_synthetic_duke, synthetic_petct_case
 from monai_tonno.data.synthetic_petct import SyntheticPETCTConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +64,8 @@ def run_bundle(bundle: str, configs: list[str], run_id: str, overrides: dict, pr
         cwd=ROOT,
         capture_output=True,
         text=True,
+        encoding="utf-8",
+        errors="replace",
         timeout=600,
         env=environment,
     )
@@ -266,10 +269,36 @@ def test_mosmed_bundle_every_config(tmp_path):
     assert (tmp_path / "ddp" / "models" / "checkpoint_final.pt").is_file()
 
 
+def test_duke_bundle_every_config_on_dicom_series(tmp_path):
+    """DICOM series in the Duke layout (spaces in every folder name), an xlsx of boxes, one sample per breast."""
+    config = SyntheticBreastConfig(num_patients=4, shape=(32, 32, 10), spacing_mm=(6.0, 6.0, 10.0), seed=3)
+    dataset = generate_synthetic_duke(tmp_path / "duke data", config)
+    common = {"dataset_dir": str(dataset), "output_dir": str(tmp_path / "run output")}
+    run_bundle("duke", ["train.json"], "training", {**common, **TINY_TRAINING, "pixdim": [6.0, 6.0, 6.0]})
+    network = json.loads((tmp_path / "run output" / "models" / "network.json").read_text())
+    assert network["preprocessing"]["phases"] == ["pre", "post1-pre"] and network["network"]["in_channels"] == 2
+    run_bundle("duke", ["inference.json"], "inference", {**common, **TINY_INFERENCE})
+    written = sorted(p.name for p in (tmp_path / "run output" / "predictions").iterdir())
+    assert written == [f"Breast_MRI_00{p}_{s}_{k}.nii.gz" for p in range(1, 5) for s in ("left", "right")
+                       for k in ("heatmap", "mask")]  # fmt: skip
+    # each breast's heatmap lies on the whole series' grid, in its world space, zero on the other side
+    left = nib.load(str(tmp_path / "run output" / "predictions" / "Breast_MRI_001_left_heatmap.nii.gz"))
+    right = nib.load(str(tmp_path / "run output" / "predictions" / "Breast_MRI_001_right_heatmap.nii.gz"))
+    assert left.shape == right.shape == (32, 32, 10)
+    series = next((dataset / "Duke-Breast-Cancer-MRI" / "Breast_MRI_001").glob("*/*dyn pre*"))
+    source = LoadImage(reader=SimpleITKReader(), image_only=True)(series)
+    np.testing.assert_allclose(left.affine, np.asarray(source.affine), atol=1e-3)
+    both = (np.abs(left.get_fdata()) > 0) & (np.abs(right.get_fdata()) > 0)
+    assert not both.any() and (np.abs(left.get_fdata()) > 0).any() and (np.abs(right.get_fdata()) > 0).any()
+    run_bundle("duke", ["evaluate.json"], "evaluation", {**common, **TINY_INFERENCE, "layers": ["layer1"]})
+    table = (tmp_path / "run output" / "evaluation" / "table.md").read_text()
+    assert "| ToNNO |" in table and "MaxIoU" in table and "Dice" not in table
+
+
 def test_metadata_verifies_offline():
     from monai.bundle import verify_metadata
 
-    for bundle in ("autopet", "mosmed"):
+    for bundle in ("autopet", "duke", "mosmed"):
         verify_metadata(
             meta_file=str(ROOT / "bundles" / bundle / "metadata.json"),
             filepath=str(ROOT / "bundles" / "schema" / "metadata_schema.json"),

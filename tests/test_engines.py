@@ -1,5 +1,6 @@
 # Copyright (c) monai_tonno contributors
 # SPDX-License-Identifier: Apache-2.0
+import numpy as np
 import pytest
 import torch
 
@@ -111,3 +112,27 @@ def test_volume_call_pooled_over_the_top_slices():
         assert metric.aggregate() == expected
     with pytest.raises(ValueError, match="reduction"):
         BalancedAccuracyMetric(reduction="median")
+
+
+def test_max_iou_replaces_dice_when_the_truths_are_boxes(tmp_path):
+    """Duke's protocol: a predicted component half as deep as the truth's box scores MaxIoU 0.5."""
+    from monai_tonno.engines import MethodHeatmaps, score_methods, write_report
+    from monai_tonno.engines.evaluation import FAMILIES
+
+    box, heatmap = np.zeros((16, 16, 16), np.float32), np.full((16, 16, 16), 0.5, np.float32)
+    box[4:10, 4:10, 4:10] = 1
+    heatmap[4:10, 4:10, 4:7] = 2.0  # the component's box: 6 x 6 x 3 inside the 6 x 6 x 6 truth
+    negative = np.zeros_like(box)
+    masks = [box, box, negative, negative]  # even volumes fit the threshold, odd ones are scored
+    maps = [heatmap, heatmap, negative + 0.5, negative + 0.5]
+    collected = MethodHeatmaps(
+        {(family, ""): maps for family in FAMILIES}, masks, [m[None] for m in maps], list("abcd")
+    )
+    rows = score_methods(collected, "f1", min_size=8, overlap="max_iou")
+    tonno = next(row for row in rows if row["family"] == "ToNNO")
+    assert tonno["max_iou"] == pytest.approx(0.5) and "dice" not in tonno
+    assert tonno["f1"] == 1.0 and tonno["balanced_accuracy"] == 1.0
+    table = write_report(rows, tmp_path, overlap="max_iou")
+    assert "| MaxIoU |" in table and "Dice" not in table
+    with pytest.raises(ValueError, match="overlap must be one of"):
+        score_methods(collected, overlap="iou")

@@ -185,7 +185,7 @@ def find_midline(volume: np.ndarray, affine: np.ndarray, window: float = 0.3, bo
 
     The breasts reach furthest forward and the cleft between them least: for every left-right position the
     body's most anterior point is found in each slice, its median over slices is the front profile, and the
-    midline is the profile's lowest point within the central part of the body (``window`` of the body's width
+    midline is the middle of the profile's lowest stretch within the central part of the body (``window`` of the body's width
     left out on each side), so a body off the array centre, or asymmetric breasts, move it.
 
     Args:
@@ -222,7 +222,18 @@ def find_midline(volume: np.ndarray, affine: np.ndarray, window: float = 0.3, bo
     margin = int(window * (high - low))
     search = np.arange(low + margin, high - margin + 1)
     smooth = ndimage.uniform_filter1d(np.nan_to_num(profile, nan=0.0), 3)
-    index = float(search[int(np.argmin(smooth[search]))]) if search.size else (low + high) / 2
+    if search.size:
+        # the middle of the lowest stretch, since a cleft can be flat over several columns
+        values = smooth[search]
+        lowest = np.nonzero(values <= values.min() + 0.5)[0]
+        run_start = run_end = int(lowest[np.argmin(values[lowest])])
+        while run_start - 1 in lowest:
+            run_start -= 1
+        while run_end + 1 in lowest:
+            run_end += 1
+        index = float(search[run_start] + search[run_end]) / 2
+    else:
+        index = (low + high) / 2
     centre = (np.asarray(volume.shape, dtype=np.float64) - 1) / 2
     centre[lr_axis] = index
     return float((affine[:3, :3] @ centre + affine[:3, 3])[0])
@@ -315,7 +326,7 @@ def duke_datalist(
         if patient not in boxes:
             skipped.append(f"{patient} (no box)")
             continue
-        key = f"{patient_dir}|{','.join(needed)}|{dynamic_pattern}"
+        key = f"{patient_dir}|{patient_dir.stat().st_mtime_ns}|{','.join(needed)}|{dynamic_pattern}"
         if key not in cache:
             series, missing = _series_by_phase(patient_dir, needed, dynamic_pattern)
             if missing:

@@ -14,6 +14,7 @@ conventions (1-based rows, columns and acquisition-ordered slices, inclusive).
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,7 @@ class SyntheticBreastConfig:
     num_patients: int = 40
     shape: tuple[int, int, int] = (96, 96, 36)
     spacing_mm: tuple[float, float, float] = (2.0, 2.0, 3.5)
-    tumour_radius: tuple[float, float] = (5.0, 11.0)
+    tumour_radius: tuple[float, float] = (8.0, 16.0)
     seed: int = 0
 
 
@@ -164,13 +165,14 @@ def generate_synthetic_duke(
     config = config or SyntheticBreastConfig()
     if config.num_patients < 2:
         raise ValueError(f"num_patients must be at least 2, got {config.num_patients}.")
-    if min(config.shape) < 16:
-        raise ValueError(f"every side of shape must be at least 16 voxels, got {config.shape}.")
+    if min(config.shape) < 8:
+        raise ValueError(f"every side of shape must be at least 8 voxels, got {config.shape}.")
     root = Path(root)
     manifest = root / _MANIFEST
     description = json.dumps(config.__dict__, sort_keys=True, default=list)
     if manifest.is_file() and manifest.read_text() == description and not overwrite:
         return root
+    shutil.rmtree(root / DUKE_FOLDER, ignore_errors=True)  # no series of another configuration left behind
     rng = np.random.default_rng(config.seed)
     spacing = np.asarray(config.spacing_mm)
     origin = -(np.asarray(config.shape) - 1) / 2 * spacing
