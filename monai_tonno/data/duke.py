@@ -185,8 +185,8 @@ def find_midline(volume: np.ndarray, affine: np.ndarray, window: float = 0.3, bo
 
     The breasts reach furthest forward and the cleft between them least: for every left-right position the
     body's most anterior point is found in each slice, its median over slices is the front profile, and the
-    midline is the middle of the profile's lowest stretch within the central part of the body (``window`` of the body's width
-    left out on each side), so a body off the array centre, or asymmetric breasts, move it.
+    midline is the middle of the profile's lowest stretch within the central part of the body (``window`` of
+    the body's width left out on each side), so a body off the array centre, or asymmetric breasts, move it.
 
     Args:
         volume: ``(x, y, z)`` intensities (a pre-contrast series).
