@@ -55,7 +55,7 @@ class SyntheticBreastConfig:
     num_patients: int = 40
     shape: tuple[int, int, int] = (96, 96, 36)
     spacing_mm: tuple[float, float, float] = (2.0, 2.0, 3.5)
-    tumour_radius: tuple[float, float] = (8.0, 16.0)
+    tumour_radius: tuple[float, float] = (12.0, 20.0)
     seed: int = 0
 
 
