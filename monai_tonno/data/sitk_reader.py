@@ -145,7 +145,8 @@ class SimpleITKReader(ImageReader):
     A folder is read as one DICOM series (searched recursively): the only one, or the one whose
     ``SeriesDescription`` matches ``series_description`` (a case-insensitive regular expression) and/or whose
     ``SeriesInstanceUID`` is ``series_uid``. Slices are ordered by position along the normal. A list of paths
-    is stacked as channels (they must share the grid).
+    is stacked as channels (they must share the grid). When this reader raises, ``LoadImage`` tries MONAI's
+    other installed readers before it reports every error; ``reader.read(path)`` gives this reader's alone.
 
     Args:
         series_description: regular expression searched in the series descriptions of a folder.
