@@ -11,6 +11,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from monai.data import MetaTensor
+from monai.data.utils import orientation_ras_lps
 from monai.transforms import Compose, LoadImage, LoadImaged, Orientationd, Spacingd
 from scipy.spatial.transform import Rotation
 
@@ -26,7 +27,6 @@ from monai_tonno.data import (
     read_boxes,
     write_dicom_series,
 )
-from monai_tonno.data.sitk_reader import lps_to_ras
 from monai_tonno.transforms import BoxMaskd, BreastSided, DCEChannelsd
 
 OBLIQUE = Rotation.from_euler("xyz", [20, -10, 35], degrees=True).as_matrix()
@@ -38,7 +38,7 @@ def nifti_twin(array: np.ndarray, path, spacing, origin, direction) -> None:
     affine = np.eye(4)
     affine[:3, :3] = np.asarray(direction) @ np.diag(spacing)
     affine[:3, 3] = origin
-    nib.save(nib.Nifti1Image(array.astype(np.int16), lps_to_ras(affine)), str(path))
+    nib.save(nib.Nifti1Image(array.astype(np.int16), orientation_ras_lps(affine)), str(path))
 
 
 def world(image: MetaTensor) -> np.ndarray:
@@ -148,7 +148,7 @@ def two_breasts(midline_lps: float) -> tuple[np.ndarray, np.ndarray]:
     volume = np.repeat((100.0 * body)[..., None], shape[2], axis=2)
     affine = np.diag([spacing, spacing, 3.0, 1.0])
     affine[:3, 3] = [-30 * spacing, -20 * spacing, 0.0]
-    return volume, lps_to_ras(affine)
+    return volume, orientation_ras_lps(affine)
 
 
 @pytest.mark.parametrize("midline_lps", [-14.0, 0.0, 9.0])

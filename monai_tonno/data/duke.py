@@ -33,6 +33,7 @@ from monai.transforms import LoadImage
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from monai_tonno.data.readers import _require_dir
 from monai_tonno.data.sitk_reader import SimpleITKReader, find_dicom_series, instance_numbers
 
 __all__ = [
@@ -263,12 +264,8 @@ def _box_side(box: Sequence[int], image, midline: float) -> str:
     return "left" if world_x < midline else "right"  # RAS: x grows towards the patient's right
 
 
-def _locate(root: Path, boxes_file: str | Path | None) -> tuple[Path, Path]:
-    if not str(root).strip():
-        raise ValueError("no Duke folder given: pass --dataset_dir with the path of the downloaded collection.")
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"Duke folder {str(root)!r} does not exist.")
+def _locate(dataset_dir: str | Path, boxes_file: str | Path | None) -> tuple[Path, Path]:
+    root = _require_dir(dataset_dir, "Duke")
     images = root / DUKE_FOLDER if (root / DUKE_FOLDER).is_dir() else root
     if boxes_file:
         return images, Path(boxes_file).expanduser()
@@ -311,7 +308,7 @@ def duke_datalist(
         ``phases``, ``box``, ``side`` (``"left"``/``"right"``), ``midline`` (RAS x, mm), ``label`` (1 for the
         breast with the box), ``patient`` and ``breast`` (``<patient>_<side>``).
     """
-    images, boxes_path = _locate(Path(dataset_dir), boxes_file)
+    images, boxes_path = _locate(dataset_dir, boxes_file)
     needed, _ = parse_phases(phases)
     boxes = read_boxes(boxes_path)
     patients = sorted(p for p in images.iterdir() if p.is_dir())

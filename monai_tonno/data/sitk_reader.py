@@ -22,9 +22,10 @@ import numpy as np
 import SimpleITK as sitk
 from monai.config import PathLike
 from monai.data import ImageReader
+from monai.data.utils import orientation_ras_lps
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 
-__all__ = ["DicomSeries", "SimpleITKReader", "find_dicom_series", "instance_numbers", "lps_to_ras"]
+__all__ = ["DicomSeries", "SimpleITKReader", "find_dicom_series", "instance_numbers"]
 
 SERIES_DESCRIPTION = "0008|103e"
 SERIES_UID = "0020|000e"
@@ -32,13 +33,6 @@ POSITION = "0020|0032"
 ORIENTATION = "0020|0037"
 INSTANCE_NUMBER = "0020|0013"
 SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm", ".ima", ".img", ".hdr", ".vtk", ".tif")
-
-
-def lps_to_ras(affine: np.ndarray) -> np.ndarray:
-    """The same voxel-to-world map with the world axes flipped from LPS to RAS (or back): rows 0 and 1 negated."""
-    flipped = np.array(affine, dtype=np.float64, copy=True)
-    flipped[:2] *= -1
-    return flipped
 
 
 def instance_numbers(meta: dict) -> np.ndarray | None:
@@ -245,7 +239,7 @@ class SimpleITKReader(ImageReader):
         affine[:spatial, :spatial] = direction @ np.diag(image.GetSpacing()[:spatial])
         affine[:spatial, -1] = image.GetOrigin()[:spatial]
         if self.affine_lps_to_ras:
-            affine = lps_to_ras(affine) if spatial >= 2 else affine
+            affine = orientation_ras_lps(affine)
         # every entry a string or a fixed-size array, so that volumes with different slice counts collate
         meta = {key: image.GetMetaData(key) for key in image.GetMetaDataKeys() if not key.startswith("ITK_")}
         meta.update(

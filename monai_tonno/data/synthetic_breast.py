@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from monai_tonno.data.dicom_writer import new_uid, write_dicom_series
 from monai_tonno.data.duke import BOX_COLUMNS, DUKE_FOLDER
+from monai_tonno.data.synthetic_petct import existing_dataset_dir
 
 __all__ = ["SyntheticBreastConfig", "duke_or_synthetic", "generate_synthetic_duke", "synthetic_breast_case"]
 
@@ -208,12 +209,7 @@ def duke_or_synthetic(dataset_dir: str | Path | None, synthetic_dir: str | Path,
         seed: seed of the synthetic dataset.
     """
     if dataset_dir:
-        path = Path(dataset_dir).expanduser()
-        if not path.is_dir():
-            raise FileNotFoundError(
-                f"dataset_dir {str(path)!r} does not exist (leave it empty for the synthetic default)."
-            )
-        return path
+        return existing_dataset_dir(dataset_dir)
     config = SyntheticBreastConfig(num_patients=int(num_patients), seed=int(seed))
     return generate_synthetic_duke(
         Path(synthetic_dir).expanduser() / f"patients{config.num_patients}_seed{config.seed}", config

@@ -171,6 +171,14 @@ def generate_synthetic_autopet(
     return root
 
 
+def existing_dataset_dir(dataset_dir: str | Path) -> Path:
+    """A user's dataset folder as a ``Path``, or an error that says it is missing and how to get the default."""
+    path = Path(dataset_dir).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"dataset_dir {str(path)!r} does not exist (leave it empty for the synthetic default).")
+    return path
+
+
 def autopet_or_synthetic(
     dataset_dir: str | Path | None,
     synthetic_dir: str | Path,
@@ -190,12 +198,7 @@ def autopet_or_synthetic(
         seed: seed of the synthetic dataset.
     """
     if dataset_dir:
-        path = Path(dataset_dir).expanduser()
-        if not path.is_dir():
-            raise FileNotFoundError(
-                f"dataset_dir {str(path)!r} does not exist (leave it empty for the synthetic default)."
-            )
-        return path
+        return existing_dataset_dir(dataset_dir)
     config = SyntheticPETCTConfig(num_patients=int(num_patients), size=int(size), seed=int(seed))
     folder = Path(synthetic_dir).expanduser() / f"patients{config.num_patients}_size{config.size}_seed{config.seed}"
     return generate_synthetic_autopet(folder, config)
