@@ -41,6 +41,8 @@ RECIPES: dict[str, dict] = {
     "bce_lr3e-3": {"slice_loss": "bce", "learning_rate": 3e-3},
     "bce_8x8": {"slice_loss": "bce", "batch_volumes": 8, "slices_per_volume": 8},
     "no_aug": {"scale_range": [1.0, 1.0], "shear_range": 0.0},
+    "ema": {"ema_momentum": 0.01},
+    "balanced": {"balanced_sampling": True},
 }
 PROTOCOLS = {"as is": (False, 8), "body": (True, 8), "body, min 27 voxels": (True, 27)}
 FAMILIES = ("ToNNO", "Tomographic LayerCAM", "LayerCAM")
@@ -51,7 +53,10 @@ def parse_recipe(text: str) -> tuple[str, dict]:
     recipe = dict(RECIPES.get(name, {}))
     for pair in filter(None, re.split(r",(?![^\[]*\])", overrides)):  # commas inside [...] stay
         key, _, value = pair.partition("=")
-        recipe[key] = json.loads(value) if value[:1].isdigit() or value[:1] in "[-{" else value
+        try:
+            recipe[key] = json.loads(value)  # numbers, true / false, lists
+        except json.JSONDecodeError:
+            recipe[key] = value
     if not recipe and name not in RECIPES:
         raise SystemExit(f"unknown recipe {name!r}; known: {sorted(RECIPES)} or name:key=value,...")
     return name, recipe

@@ -188,10 +188,12 @@ def test_dataset_sharded_inference_under_torchrun(frozen_bn_autopet):
 
 def test_multi_process_training_under_torchrun(frozen_bn_autopet, tmp_path):
     tmp, common = frozen_bn_autopet
-    overrides = {**common, **TINY_TRAINING, "output_dir": str(tmp_path / "ddp")}
+    overrides = {**common, **TINY_TRAINING, "output_dir": str(tmp_path / "ddp"), "ema_momentum": 0.5,
+                 "balanced_sampling": True}  # fmt: skip
     run_bundle("autopet", ["train.json", "multi_gpu_train.json"], "training", overrides, 2)
     final = torch.load(tmp_path / "ddp" / "models" / "checkpoint_final.pt", weights_only=True)
     assert final["trainer"]["iteration"] == 4
+    assert final["ema_network"].keys() == final["network"].keys()
     assert (tmp_path / "ddp" / "models" / "network.json").is_file()
 
 
@@ -205,6 +207,22 @@ def test_embedded_default_trains_and_infers_on_synthetic_data(tmp_path):
     assert len(list(synthetic.glob("FDG-PET-CT-Lesions/*/*"))) == 4
     heatmaps = list((tmp_path / "out" / "predictions").rglob("*_heatmap.nii.gz"))
     assert len(heatmaps) == 1  # the embedded default infers its validation share (one of four patients)
+
+
+def test_weight_averaging_and_balanced_sampling_reach_the_saved_model(tmp_path):
+    """With --ema_momentum the averaged weights are validated and saved as model.pt, and inference uses them."""
+    common = {"output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "synthetic_patients": 4,
+              "synthetic_size": 20}  # fmt: skip
+    training = {**common, **TINY_TRAINING, "val_every_iterations": 4, "ema_momentum": 0.5, "balanced_sampling": True}
+    run_bundle("autopet", ["train.json"], "training", training)
+    models = tmp_path / "out" / "models"
+    final = torch.load(models / "checkpoint_final.pt", weights_only=True)
+    saved = torch.load(models / "model.pt", weights_only=True)
+    assert final["trainer"]["iteration"] == 4
+    assert all(torch.equal(saved[key], final["ema_network"][key]) for key in saved)  # one validation, at the end
+    assert any(not torch.equal(final["network"][key], final["ema_network"][key]) for key in saved)
+    run_bundle("autopet", ["inference.json"], "inference", {**common, **TINY_INFERENCE})
+    assert len(list((tmp_path / "out" / "predictions").rglob("*_heatmap.nii.gz"))) == 1
 
 
 def test_inference_without_a_checkpoint_says_so(tmp_path):
@@ -264,7 +282,8 @@ def test_mosmed_bundle_every_config(tmp_path):
                "ckpt_path": str(tmp_path / "out" / "models" / "model.pt")}  # fmt: skip
     run_bundle("mosmed", ["inference.json", "multi_gpu_inference.json"], "inference", sharded, 2)
     assert len(list((tmp_path / "sharded" / "predictions").rglob("*_heatmap.nii.gz"))) == 5
-    ddp = {**common, **TINY_TRAINING, "output_dir": str(tmp_path / "ddp"), "pixdim": [3.0, 3.0, 3.0]}
+    ddp = {**common, **TINY_TRAINING, "output_dir": str(tmp_path / "ddp"), "pixdim": [3.0, 3.0, 3.0],
+           "ema_momentum": 0.5, "balanced_sampling": True}  # fmt: skip
     run_bundle("mosmed", ["train.json", "multi_gpu_train.json"], "training", ddp, 2)
     assert (tmp_path / "ddp" / "models" / "checkpoint_final.pt").is_file()
 
@@ -274,7 +293,8 @@ def test_duke_bundle_every_config_on_dicom_series(tmp_path):
     config = SyntheticBreastConfig(num_patients=4, shape=(32, 32, 10), spacing_mm=(6.0, 6.0, 10.0), seed=3)
     dataset = generate_synthetic_duke(tmp_path / "duke data", config)
     common = {"dataset_dir": str(dataset), "output_dir": str(tmp_path / "run output")}
-    run_bundle("duke", ["train.json"], "training", {**common, **TINY_TRAINING, "pixdim": [6.0, 6.0, 6.0]})
+    training = {**common, **TINY_TRAINING, "pixdim": [6.0, 6.0, 6.0], "ema_momentum": 0.5, "balanced_sampling": True}
+    run_bundle("duke", ["train.json"], "training", training)
     network = json.loads((tmp_path / "run output" / "models" / "network.json").read_text())
     assert network["preprocessing"]["phases"] == ["pre", "post1-pre"] and network["network"]["in_channels"] == 2
     run_bundle("duke", ["inference.json"], "inference", {**common, **TINY_INFERENCE})

@@ -7,6 +7,8 @@ import torch
 from monai_tonno.engines import (
     DistributedReplacementSampler,
     SliceBCEWithLogitsLoss,
+    class_balanced_weights,
+    ema_handler,
     slice_predictions,
     volume_predictions,
 )
@@ -62,6 +64,30 @@ def test_distributed_sampler_splits_the_draws_over_ranks():
     assert list(ranks[0]) == draws[0]
     ranks[0].set_epoch(1)
     assert list(ranks[0]) != draws[0]
+
+
+def test_balanced_weights_draw_both_labels_equally_often():
+    items = [{"label": 1}] + [{"label": 0}] * 3
+    weights = class_balanced_weights(items)
+    torch.testing.assert_close(weights, torch.tensor([1.0, 1 / 3, 1 / 3, 1 / 3], dtype=torch.double))
+    draws = list(DistributedReplacementSampler(items, 4000, num_replicas=1, rank=0, weights=weights))
+    # one positive in four: uniform draws give 25 % positives; balanced ones 50 % (binomial sd 0.8 %)
+    assert abs(draws.count(0) / len(draws) - 0.5) < 0.04
+    with pytest.raises(ValueError, match="at least two label values; every item has label=0"):
+        class_balanced_weights([{"label": 0}] * 3)
+    with pytest.raises(ValueError, match=r"items \[1\] have no 'label'"):
+        class_balanced_weights([{"label": 0}, {"image": "x"}])
+    with pytest.raises(ValueError, match="weights must be 4 non-negative numbers"):
+        DistributedReplacementSampler(items, 8, num_replicas=1, rank=0, weights=[1.0, -1.0, 1.0, 1.0])
+
+
+def test_ema_handler_is_off_at_zero_and_checks_its_momentum():
+    network = torch.nn.Linear(2, 1)
+    assert ema_handler(network, 0.0) is None
+    assert ema_handler(network, 0.01).momentum == 0.01
+    for bad in (1.0, -0.1, "0.1", True):
+        with pytest.raises(ValueError, match=f"ema_momentum must be a number in \\[0, 1\\).*got {bad!r}"):
+            ema_handler(network, bad)
 
 
 def test_resume_takes_the_checkpoint_furthest_into_training(tmp_path):

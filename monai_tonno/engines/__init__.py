@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Pieces that MONAI engines and the bundles need to train a slice classifier from volume labels."""
 
+from monai_tonno.engines.averaging import ema_handler
 from monai_tonno.engines.checkpoints import check_resumable, latest_checkpoint, resume_handlers
 from monai_tonno.engines.evaluation import (
     TABLE_COLUMNS,
@@ -15,7 +16,7 @@ from monai_tonno.engines.evaluation import (
 )
 from monai_tonno.engines.losses import SliceBCEWithLogitsLoss, SliceMILLoss
 from monai_tonno.engines.outputs import slice_predictions, volume_predictions
-from monai_tonno.engines.samplers import DistributedReplacementSampler
+from monai_tonno.engines.samplers import DistributedReplacementSampler, class_balanced_weights
 
 __all__ = [
     "TABLE_COLUMNS",
@@ -24,7 +25,9 @@ __all__ = [
     "SliceBCEWithLogitsLoss",
     "SliceMILLoss",
     "check_resumable",
+    "class_balanced_weights",
     "collect_heatmaps",
+    "ema_handler",
     "evaluate_methods",
     "method_heatmaps",
     "write_report",
