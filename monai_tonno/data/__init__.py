@@ -5,7 +5,14 @@
 from monai_tonno.data.dicom_writer import write_dicom_series
 from monai_tonno.data.duke import alternate_patients, box_voxels, duke_datalist, find_midline, parse_phases, read_boxes
 from monai_tonno.data.ellipsoids import SHEPP_LOGAN_3D, ellipsoid_phantom
-from monai_tonno.data.readers import autopet_datalist, mosmed_datalist, require_file, select_items, split_by_patient
+from monai_tonno.data.readers import (
+    alternate_by_label,
+    autopet_datalist,
+    mosmed_datalist,
+    require_file,
+    select_items,
+    split_by_patient,
+)
 from monai_tonno.data.sitk_reader import SimpleITKReader, find_dicom_series
 from monai_tonno.data.synthetic_breast import (
     SyntheticBreastConfig,
@@ -21,6 +28,7 @@ from monai_tonno.data.synthetic_petct import (
 )
 
 __all__ = [
+    "alternate_by_label",
     "SHEPP_LOGAN_3D",
     "SimpleITKReader",
     "SyntheticBreastConfig",

@@ -18,7 +18,14 @@ import nibabel as nib
 import numpy as np
 from tqdm.auto import tqdm
 
-__all__ = ["autopet_datalist", "mosmed_datalist", "require_file", "select_items", "split_by_patient"]
+__all__ = [
+    "alternate_by_label",
+    "autopet_datalist",
+    "mosmed_datalist",
+    "require_file",
+    "select_items",
+    "split_by_patient",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -176,11 +183,26 @@ def split_by_patient(
     return train, val
 
 
+def alternate_by_label(items: Sequence[dict]) -> tuple[list[dict], list[dict]]:
+    """Two halves of ``items`` with the same label balance: the 1st, 3rd, ... item of each label, and the others."""
+    seen: dict[int, int] = {}
+    halves: tuple[list[dict], list[dict]] = ([], [])
+    for item in items:
+        label = int(item["label"])
+        halves[seen.get(label, 0) % 2].append(item)
+        seen[label] = seen.get(label, 0) + 1
+    return halves
+
+
 def select_items(
     items: Sequence[dict], split: tuple[Sequence[dict], Sequence[dict]], which: str = "validation", limit: int = 0
 ) -> list[dict]:
-    """Pick ``"all"`` items, or the ``"training"`` or ``"validation"`` half of ``split``, at most ``limit`` (0: all)."""
-    choices = {"all": list(items), "training": list(split[0]), "validation": list(split[1])}
+    """Pick ``"all"`` items, the ``"training"`` or ``"validation"`` half of ``split``, or one half of the validation
+    items: ``"calibration"`` (every other item of each label, which training calibrates the mask threshold on) or
+    ``"held_out"`` (the others); at most ``limit`` (0: all)."""
+    calibration, held_out = alternate_by_label(split[1])
+    choices = {"all": list(items), "training": list(split[0]), "validation": list(split[1]),
+               "calibration": calibration, "held_out": held_out}  # fmt: skip
     if which not in choices:
         raise ValueError(f"the split must be one of {sorted(choices)}, got {which!r}.")
     chosen = choices[which]

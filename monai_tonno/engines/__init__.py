@@ -3,6 +3,7 @@
 """Pieces that MONAI engines and the bundles need to train a slice classifier from volume labels."""
 
 from monai_tonno.engines.averaging import ema_handler
+from monai_tonno.engines.calibration import calibrate_detection_threshold
 from monai_tonno.engines.checkpoints import check_resumable, latest_checkpoint, resume_handlers
 from monai_tonno.engines.evaluation import (
     TABLE_COLUMNS,
@@ -24,6 +25,7 @@ __all__ = [
     "MethodHeatmaps",
     "SliceBCEWithLogitsLoss",
     "SliceMILLoss",
+    "calibrate_detection_threshold",
     "check_resumable",
     "class_balanced_weights",
     "collect_heatmaps",

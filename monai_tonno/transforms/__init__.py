@@ -7,7 +7,14 @@ from monai_tonno.transforms.body import BodyMask, RestrictToBodyd, body_mask
 from monai_tonno.transforms.breast import BoxMaskd, BreastSided, DCEChannelsd, breast_output_name
 from monai_tonno.transforms.dictionary import Binarized, ConnectedComponentsd, ObliqueSliced, RandObliqueSliced
 from monai_tonno.transforms.postprocess import BINARIZE_STRATEGIES, Binarize, ConnectedComponents, otsu_threshold
-from monai_tonno.transforms.threshold import FIT_SCORES, fit_threshold, load_threshold, save_threshold
+from monai_tonno.transforms.threshold import (
+    FIT_SCORES,
+    detection_peak,
+    fit_detection_threshold,
+    fit_threshold,
+    load_threshold,
+    save_threshold,
+)
 
 __all__ = [
     "BINARIZE_STRATEGIES",
@@ -27,6 +34,8 @@ __all__ = [
     "RestrictToBodyd",
     "body_mask",
     "breast_output_name",
+    "detection_peak",
+    "fit_detection_threshold",
     "fit_threshold",
     "load_threshold",
     "otsu_threshold",

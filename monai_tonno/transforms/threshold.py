@@ -1,6 +1,10 @@
 # Copyright (c) monai_tonno contributors
 # SPDX-License-Identifier: Apache-2.0
-"""A binarisation threshold fitted on validation volumes, saved beside the model and reused at inference."""
+"""A binarisation threshold fitted on validation volumes, saved beside the model and reused at inference.
+
+Two fits: :func:`fit_threshold` needs lesion masks (the evaluation's), :func:`fit_detection_threshold` only the
+volume labels that training already has.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,18 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from monai_tonno.metrics.classification import balanced_accuracy
 from monai_tonno.metrics.lesion import counts_from_labels, dice, precision_recall_f1
 from monai_tonno.transforms.postprocess import ConnectedComponents
 
-__all__ = ["FIT_SCORES", "fit_threshold", "load_threshold", "save_threshold"]
+__all__ = [
+    "FIT_SCORES",
+    "detection_peak",
+    "fit_detection_threshold",
+    "fit_threshold",
+    "load_threshold",
+    "save_threshold",
+]
 
 FIT_SCORES = ("dice", "f1")
 
@@ -95,6 +107,70 @@ def fit_threshold(
         index = int(np.argmax(fine_means))
         return float(fine[index]), float(fine_means[index])
     return float(candidates[best]), float(means[best])
+
+
+def detection_peak(heatmap, min_size: float = 0) -> float:
+    """The highest threshold at which ``heatmap > threshold`` still keeps a component of ``min_size`` voxels.
+
+    The volume is called positive at any threshold below it; ``-inf`` when no component is ever that large.
+
+    Args:
+        heatmap: an ``(X, Y, Z)`` (or ``(1, X, Y, Z)``) heatmap.
+        min_size: the smallest component kept, in voxels, as at inference.
+    """
+    array = np.asarray(torch.as_tensor(heatmap).detach().cpu(), dtype=np.float64)
+    array = array.reshape(array.shape[-3:])
+    values = np.unique(array)  # sorted; {heatmap >= values[k]} shrinks as k grows
+
+    def has_component(k: int) -> bool:
+        labels, count = ndimage.label(array >= values[k], structure=_STRUCTURE)
+        return count > 0 and int(np.bincount(labels.ravel())[1:].max()) >= max(min_size, 1)
+
+    if not has_component(0):
+        return float("-inf")
+    low, high = 0, len(values) - 1  # has_component(low) holds; find the last k where it does
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if has_component(middle) else (low, middle - 1)
+    # {heatmap > t} equals {heatmap >= values[low]} for t just below values[low]
+    return float(values[low])
+
+
+def fit_detection_threshold(heatmaps: Sequence, labels: Sequence[int], min_size: float = 0) -> tuple[float, float]:
+    """A threshold from volume labels alone: the one that best tells the positive volumes from the negative.
+
+    A volume is called positive when a component of ``min_size`` voxels survives the threshold, i.e. when the
+    threshold lies below its :func:`detection_peak`. Among the thresholds of highest volume-level balanced
+    accuracy (an interval between two volumes' peaks), the middle one is returned, as far as the data allow from
+    the volumes on either side. Weak labels are enough: no lesion mask is needed.
+
+    Args:
+        heatmaps: ``(X, Y, Z)`` heatmaps of labelled validation volumes, restricted as at inference.
+        labels: their volume labels (1: has a lesion).
+        min_size: the smallest component kept, in voxels, as at inference.
+
+    Returns:
+        ``(threshold, balanced accuracy)``.
+    """
+    labels = [int(label) for label in labels]
+    if len(heatmaps) != len(labels) or not heatmaps:
+        raise ValueError(f"need one label per heatmap (at least one), got {len(heatmaps)} and {len(labels)}.")
+    if set(labels) != {0, 1}:
+        raise ValueError(f"need positive and negative volumes to fit a detection threshold, got labels {labels}.")
+    peaks = np.array([detection_peak(h, min_size) for h in heatmaps])
+    truth = np.array(labels, dtype=bool)
+    finite = np.unique(peaks[np.isfinite(peaks)])
+    if finite.size == 0:
+        raise ValueError(f"no heatmap has a component of {min_size} voxels above any threshold.")
+    # one candidate inside each interval between consecutive peaks, and one beyond each end
+    spread = float(finite[-1] - finite[0]) or 1.0
+    candidates = np.concatenate([[finite[0] - spread], (finite[:-1] + finite[1:]) / 2, [finite[-1]]])
+    accuracy = np.array(
+        [float(balanced_accuracy(torch.as_tensor(peaks > t), torch.as_tensor(truth))) for t in candidates]
+    )
+    best = np.flatnonzero(accuracy == accuracy.max())
+    index = int(best[len(best) // 2])
+    return float(candidates[index]), float(accuracy[index])
 
 
 def save_threshold(path: str | Path, threshold: float, score: str, value: float, **details) -> Path:

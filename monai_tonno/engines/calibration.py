@@ -1,0 +1,77 @@
+# Copyright (c) monai_tonno contributors
+# SPDX-License-Identifier: Apache-2.0
+"""The mask threshold of inference, calibrated at the end of training from the validation volumes' labels."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from monai_tonno.inferers import TomographicInferer
+from monai_tonno.transforms import body_mask, fit_detection_threshold, save_threshold
+
+__all__ = ["calibrate_detection_threshold"]
+
+logger = logging.getLogger(__name__)
+
+
+def calibrate_detection_threshold(
+    items: Sequence[dict],
+    network: nn.Module,
+    inferer: TomographicInferer,
+    output_file: str | Path,
+    min_size: float = 8,
+    body_channel: int | None = None,
+    body_threshold: float = 0.5,
+    progress: bool = True,
+) -> float | None:
+    """Fit ToNNO's mask threshold on labelled validation volumes and save it for inference's ``fitted`` strategy.
+
+    Each volume's ToNNO heatmap is restricted to the body (as inference does) and the threshold that best
+    separates the volumes with a lesion from those without (:func:`~monai_tonno.transforms.fit_detection_threshold`)
+    is written to ``output_file``. Only the volume labels are used, so no lesion mask is needed. A per-volume
+    threshold such as Otsu's always finds something, so without this every lesion-free volume gets components.
+
+    Args:
+        items: preprocessed validation items with ``image`` ``(C, X, Y, Z)`` and ``label``.
+        network: the trained slice classifier (the one inference will load).
+        inferer: the tomographic inferer, with inference's L, M and slice size.
+        output_file: where to write the threshold JSON.
+        min_size: the smallest component kept at inference, in voxels.
+        body_channel: the channel the body is found in (``None``: no restriction), as ``RestrictToBodyd``.
+        body_threshold: the body's threshold in that channel's normalised units.
+        progress: show a progress bar over volumes.
+
+    Returns:
+        The threshold, or ``None`` (and nothing written) when the validation volumes are all of one label.
+    """
+    labels = [int(item["label"]) for item in items]
+    if set(labels) != {0, 1}:
+        logger.warning(
+            "cannot calibrate the mask threshold: the %d validation volumes have labels %s, and both a volume with "
+            "and one without a lesion are needed; inference will use Otsu's threshold per volume.",
+            len(labels),
+            sorted(set(labels)),
+        )
+        return None
+    network.eval()
+    heatmaps = []
+    with torch.no_grad():
+        for item in tqdm(items, desc="calibrating the mask threshold", disable=not progress):
+            image = torch.as_tensor(item["image"]).float()
+            heatmap = np.asarray(inferer(image[None], network)[0, 0].detach().cpu(), dtype=np.float32)
+            if body_channel is not None:
+                heatmap = heatmap * body_mask(image, body_channel, body_threshold)
+            heatmaps.append(heatmap)
+    threshold, accuracy = fit_detection_threshold(heatmaps, labels, min_size)
+    save_threshold(output_file, threshold, "volume_balanced_accuracy", accuracy, method="ToNNO",
+                   volumes=len(items), num_angles=inferer.num_angles, num_slices=inferer.num_slices)  # fmt: skip
+    logger.info("mask threshold %.4g (volume balanced accuracy %.2f on %d volumes) -> %s", threshold, accuracy,
+                len(items), output_file)  # fmt: skip
+    return threshold
