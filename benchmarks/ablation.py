@@ -29,7 +29,8 @@ import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 
 from monai_tonno.engines import MethodHeatmaps, collect_heatmaps, score_methods
-from monai_tonno.transforms import body_mask
+from monai_tonno.engines.evaluation import _scores
+from monai_tonno.transforms import body_mask, fit_detection_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "autopet"
@@ -69,7 +70,7 @@ def train(common: dict, recipe: dict, seed: int) -> dict:
         meta_file=str(BUNDLE / "metadata.json"),
         workflow_type="train",
         run_id="training",
-        **{**common, **recipe, "seed": seed, "resume": False},
+        **{**common, "calibrate_threshold": False, **recipe, "seed": seed, "resume": False},
     )
     workflow.initialize()
     workflow.run()
@@ -96,6 +97,18 @@ def restricted(collected: MethodHeatmaps, channel: int = 1) -> MethodHeatmaps:
     bodies = [body_mask(image, channel) for image in collected.images]
     maps = {key: [m * b for m, b in zip(values, bodies, strict=True)] for key, values in collected.heatmaps.items()}
     return MethodHeatmaps(maps, collected.masks, collected.images, collected.names)
+
+
+def label_calibrated(collected: MethodHeatmaps, methods: dict, min_size: float) -> dict:
+    """Each family's row with its threshold fitted on the even volumes' labels alone (no mask), scored on the odd."""
+    labels = [int(mask.any()) for mask in collected.masks]
+    result = {}
+    for family in FAMILIES:
+        maps = collected.heatmaps[family, methods[family]["layer"]]
+        threshold, _ = fit_detection_threshold(maps[0::2], labels[0::2], min_size)
+        scores = _scores(maps[1::2], collected.masks[1::2], threshold, min_size)
+        result[family] = {"layer": methods[family]["layer"], "threshold": threshold, **scores}
+    return result
 
 
 def summary_rows(rows: list[dict]) -> dict:
@@ -146,11 +159,16 @@ def main() -> None:
             variants = {"as is": collected, "body": restricted(collected)}
             for protocol, (body, min_size) in PROTOCOLS.items():
                 rows = score_methods(variants["body" if body else "as is"], "f1", min_size)
-                protocol = f"{protocol}{args.tag}"
-                results.append({"recipe": name, "overrides": recipe, "seed": seed, "protocol": protocol,
+                methods = summary_rows(rows)
+                results.append({"recipe": name, "overrides": recipe, "seed": seed, "protocol": f"{protocol}{args.tag}",
                                 "validation": validation, "train_seconds": train_seconds,
-                                "heatmap_seconds": heatmap_seconds, "methods": summary_rows(rows)})  # fmt: skip
+                                "heatmap_seconds": heatmap_seconds, "methods": methods})  # fmt: skip
                 print_row(results[-1])
+                if protocol == "body":  # the same layers, thresholds from volume labels as training calibrates them
+                    calibrated = {**results[-1], "protocol": f"body, volume-label threshold{args.tag}",
+                                  "methods": label_calibrated(variants["body"], methods, min_size)}  # fmt: skip
+                    results.append(calibrated)
+                    print_row(calibrated)
             if args.json:
                 args.json.parent.mkdir(parents=True, exist_ok=True)
                 args.json.write_text(json.dumps(results, indent=1, default=float))

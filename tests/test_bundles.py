@@ -21,6 +21,7 @@ from monai.transforms import LoadImage
 
 from monai_tonno.data import SimpleITKReader, SyntheticBreastConfig, generate_synthetic_duke, synthetic_petct_case
 from monai_tonno.data.synthetic_petct import SyntheticPETCTConfig
+from monai_tonno.transforms import ConnectedComponents
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -199,14 +200,24 @@ def test_multi_process_training_under_torchrun(frozen_bn_autopet, tmp_path):
 
 def test_embedded_default_trains_and_infers_on_synthetic_data(tmp_path):
     """No --dataset_dir: the synthetic dataset is generated under cache_dir, keyed by its parameters."""
-    common = {"output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "synthetic_patients": 4,
+    common = {"output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "synthetic_patients": 16,
               "synthetic_size": 20}  # fmt: skip
-    run_bundle("autopet", ["train.json"], "training", {**common, **TINY_TRAINING})
+    calibration = {"calibration_num_angles": 6, "calibration_num_slices": 6}
+    run_bundle("autopet", ["train.json"], "training", {**common, **TINY_TRAINING, **calibration})
     run_bundle("autopet", ["inference.json"], "inference", {**common, **TINY_INFERENCE})
-    synthetic = tmp_path / "cache" / "synthetic_autopet" / "patients4_size20_seed0"
-    assert len(list(synthetic.glob("FDG-PET-CT-Lesions/*/*"))) == 4
-    heatmaps = list((tmp_path / "out" / "predictions").rglob("*_heatmap.nii.gz"))
-    assert len(heatmaps) == 1  # the embedded default infers its validation share (one of four patients)
+    synthetic = tmp_path / "cache" / "synthetic_autopet" / "patients16_size20_seed0"
+    assert len(list(synthetic.glob("FDG-PET-CT-Lesions/*/*"))) == 16
+    # validation: 2 patients with lesions and 2 without; one of each calibrates, the other two are inferred
+    saved = json.loads((tmp_path / "out" / "models" / "threshold.json").read_text())
+    assert saved["score"] == "volume_balanced_accuracy" and saved["volumes"] == 2
+    heatmaps = sorted((tmp_path / "out" / "predictions").rglob("*_heatmap.nii.gz"))
+    assert len(heatmaps) == 2
+    components = ConnectedComponents(26, min_size=8)
+    for heatmap_file in heatmaps:  # the masks are the calibrated threshold's, not Otsu's
+        heatmap = np.asarray(nib.load(str(heatmap_file)).dataobj).squeeze()
+        mask = np.asarray(nib.load(str(heatmap_file).replace("_heatmap", "_mask")).dataobj).squeeze()
+        expected = np.asarray(components(torch.as_tensor(heatmap > saved["threshold"])[None]))[0]
+        np.testing.assert_array_equal(mask > 0, expected > 0)
 
 
 def test_weight_averaging_and_balanced_sampling_reach_the_saved_model(tmp_path):

@@ -131,6 +131,18 @@ def test_split_is_by_patient_and_seeded():
         split_by_patient(items, 1.5)
 
 
+def test_calibration_and_held_out_halves_keep_the_label_balance():
+    from monai_tonno.data import alternate_by_label, select_items
+
+    validation = [{"patient": f"p{i}", "label": int(i >= 4)} for i in range(8)]  # negatives first, as ordered
+    calibration = select_items(validation, ([], validation), "calibration")
+    held_out = select_items(validation, ([], validation), "held_out", limit=3)
+    assert [i["patient"] for i in calibration] == ["p0", "p2", "p4", "p6"]
+    assert [i["patient"] for i in held_out] == ["p1", "p3", "p5"]
+    assert sum(i["label"] for i in calibration) == 2
+    assert alternate_by_label([]) == ([], [])
+
+
 def test_synthetic_cache_is_keyed_by_its_parameters(tmp_path):
     """Asking for more patients after fewer neither reuses nor mixes the first dataset's files."""
     from monai_tonno.data import autopet_or_synthetic

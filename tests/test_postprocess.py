@@ -162,3 +162,44 @@ def test_threshold_search_scores_as_the_metrics_do():
             assert _score(heatmap, labelled, threshold, "dice", components) == pytest.approx(dice(mask, truth))
             f1 = precision_recall_f1(lesion_counts(mask, truth))[2]
             assert _score(heatmap, labelled, threshold, "f1", components) == pytest.approx(f1)
+
+
+def test_detection_peak_is_where_the_last_large_component_vanishes():
+    from monai_tonno.transforms import detection_peak
+
+    heatmap = np.zeros((12, 12, 12), dtype=np.float32)
+    heatmap[1:4, 1:4, 1:4] = 2.0  # 27 voxels at 2
+    heatmap[8, 8, 8] = 5.0  # one voxel at 5
+    assert detection_peak(heatmap, min_size=0) == 5.0  # any component: the maximum
+    assert detection_peak(heatmap, min_size=8) == 2.0  # the single voxel is too small
+    assert detection_peak(heatmap, min_size=28) == 0.0  # only the whole volume, at its background level, is that large
+    assert detection_peak(heatmap, min_size=12**3 + 1) == float("-inf")
+    # above the peak no component of 8 voxels survives; just below it one does
+    components = ConnectedComponents(26, min_size=8, relabel=True)
+    assert not np.asarray(components(torch.as_tensor(heatmap > 2.0)[None])).any()
+    assert np.asarray(components(torch.as_tensor(heatmap > 1.999)[None])).any()
+
+
+def test_detection_threshold_separates_volumes_by_their_labels_alone():
+    from monai_tonno.transforms import fit_detection_threshold
+
+    rng = np.random.default_rng(0)
+
+    def volume(level: float) -> np.ndarray:
+        heatmap = rng.uniform(0.0, 0.5, (16, 16, 16)).astype(np.float32)
+        heatmap[4:8, 4:8, 4:8] += level  # a lesion at this level (0: none)
+        return heatmap
+
+    peaks_positive, peaks_negative = [3.0, 4.0, 2.5], [0.0, 0.0, 1.0]  # one negative has a bright structure
+    heatmaps = [volume(p) for p in peaks_positive] + [volume(n) for n in peaks_negative]
+    threshold, accuracy = fit_detection_threshold(heatmaps, [1, 1, 1, 0, 0, 0], min_size=8)
+    assert accuracy == 1.0
+    # midway between the brightest negative's peak (1.0 plus noise below 0.5) and the faintest positive's (2.5 plus)
+    assert 1.5 < threshold < 2.5
+    calls = [bool(np.asarray(ConnectedComponents(26, min_size=8)(torch.as_tensor(h > threshold)[None])).any())
+             for h in heatmaps]  # fmt: skip
+    assert calls == [True, True, True, False, False, False]
+    with pytest.raises(ValueError, match="need positive and negative volumes"):
+        fit_detection_threshold(heatmaps[:3], [1, 1, 1])
+    with pytest.raises(ValueError, match="one label per heatmap"):
+        fit_detection_threshold(heatmaps, [1, 0])
