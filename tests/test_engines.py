@@ -162,3 +162,32 @@ def test_max_iou_replaces_dice_when_the_truths_are_boxes(tmp_path):
     assert "| MaxIoU |" in table and "Dice" not in table
     with pytest.raises(ValueError, match="overlap must be one of"):
         score_methods(collected, overlap="iou")
+
+
+class _ChannelZero:
+    """Stands in for the tomographic inferer: the heatmap is the image's first channel."""
+
+    num_angles, num_slices = 1, 1
+
+    def __call__(self, image: torch.Tensor, network: torch.nn.Module) -> torch.Tensor:
+        return image[:, :1]
+
+
+def test_calibration_writes_a_separating_threshold_or_removes_a_stale_one(tmp_path, caplog):
+    from monai_tonno.engines import calibrate_detection_threshold
+
+    def item(level: float, label: int) -> dict:
+        image = torch.zeros(1, 10, 10, 10)
+        image[0, 2:5, 2:5, 2:5] = level
+        return {"image": image, "label": label}
+
+    network, output = torch.nn.Identity(), tmp_path / "threshold.json"
+    items = [item(3.0, 1), item(2.0, 1), item(0.5, 0), item(0.0, 0)]
+    threshold = calibrate_detection_threshold(items, network, _ChannelZero(), output, min_size=8, progress=False)
+    assert 0.5 < threshold < 2.0 and output.is_file()  # between the brightest negative and the faintest positive
+    # a model that cannot tell them apart: no threshold, and the earlier one is not left for inference to use
+    same = [item(1.0, 1), item(1.0, 0)]
+    assert calibrate_detection_threshold(same, network, _ChannelZero(), output, min_size=8, progress=False) is None
+    assert not output.exists() and "train longer" in caplog.text
+    assert calibrate_detection_threshold(items[:2], network, _ChannelZero(), output, progress=False) is None
+    assert "labels [1]" in caplog.text

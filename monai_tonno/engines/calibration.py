@@ -49,17 +49,17 @@ def calibrate_detection_threshold(
         progress: show a progress bar over volumes.
 
     Returns:
-        The threshold, or ``None`` (and nothing written) when the validation volumes are all of one label.
+        The threshold, or ``None`` (with a warning, and any earlier ``output_file`` removed so that inference does
+        not use a stale one) when the volumes are all of one label or no threshold separates them.
     """
+    output_file = Path(output_file)
     labels = [int(item["label"]) for item in items]
     if set(labels) != {0, 1}:
-        logger.warning(
-            "cannot calibrate the mask threshold: the %d validation volumes have labels %s, and both a volume with "
-            "and one without a lesion are needed; inference will use Otsu's threshold per volume.",
-            len(labels),
-            sorted(set(labels)),
+        return _no_threshold(
+            output_file,
+            f"the {len(labels)} calibration volumes have labels {sorted(set(labels))}, and both a volume with and "
+            "one without a lesion are needed",
         )
-        return None
     network.eval()
     heatmaps = []
     with torch.no_grad():
@@ -70,8 +70,20 @@ def calibrate_detection_threshold(
                 heatmap = heatmap * body_mask(image, body_channel, body_threshold)
             heatmaps.append(heatmap)
     threshold, accuracy = fit_detection_threshold(heatmaps, labels, min_size)
+    if accuracy <= 0.5:
+        return _no_threshold(
+            output_file,
+            f"no threshold tells the {len(labels)} calibration volumes with lesions from those without (balanced "
+            f"accuracy {accuracy:.2f}): the classifier has not learnt enough to find lesions; train longer",
+        )
     save_threshold(output_file, threshold, "volume_balanced_accuracy", accuracy, method="ToNNO",
                    volumes=len(items), num_angles=inferer.num_angles, num_slices=inferer.num_slices)  # fmt: skip
     logger.info("mask threshold %.4g (volume balanced accuracy %.2f on %d volumes) -> %s", threshold, accuracy,
                 len(items), output_file)  # fmt: skip
     return threshold
+
+
+def _no_threshold(output_file: Path, why: str) -> None:
+    if output_file.is_file():
+        output_file.unlink()  # an earlier training's threshold does not belong to this model
+    logger.warning("no mask threshold calibrated: %s. Inference will use Otsu's threshold per volume.", why)
