@@ -132,11 +132,12 @@ class Binarized(MapTransform):
     Args:
         keys: heatmap keys.
         output_keys: where to write each mask (default: in place).
-        strategy: ``"fixed"``, ``"quantile"`` or ``"otsu"``.
+        strategy: ``"fixed"``, ``"quantile"``, ``"otsu"``, ``"fitted"`` or ``"hysteresis"``.
         value: threshold or quantile.
         polarity: ``"positive"`` or ``"negative"``.
         min_threshold: lower bound of the threshold.
-        threshold_file: the JSON file of the ``"fitted"`` strategy.
+        threshold_file: the JSON file of the ``"fitted"`` and ``"hysteresis"`` strategies.
+        seed_min_size: the ``"hysteresis"`` strategy's smallest detection, in voxels.
         allow_missing_keys: do not raise for missing keys.
     """
 
@@ -151,11 +152,12 @@ class Binarized(MapTransform):
         polarity: str = "positive",
         min_threshold: float | None = 0.0,
         threshold_file: str | None = None,
+        seed_min_size: float = 0,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_keys = ensure_tuple_rep(output_keys, len(self.keys)) if output_keys else self.keys
-        self.binarize = Binarize(strategy, value, polarity, min_threshold, threshold_file)
+        self.binarize = Binarize(strategy, value, polarity, min_threshold, threshold_file, seed_min_size)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)

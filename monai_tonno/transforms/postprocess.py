@@ -14,7 +14,7 @@ from scipy import ndimage
 
 __all__ = ["BINARIZE_STRATEGIES", "Binarize", "ConnectedComponents", "otsu_threshold"]
 
-BINARIZE_STRATEGIES = ("fixed", "quantile", "otsu", "fitted")
+BINARIZE_STRATEGIES = ("fixed", "quantile", "otsu", "fitted", "hysteresis")
 
 
 def otsu_threshold(values: torch.Tensor, bins: int = 256) -> float:
@@ -50,11 +50,17 @@ class Binarize(Transform):
         strategy: ``"fixed"`` (``value`` is the threshold), ``"quantile"`` (``value`` in ``[0, 1]`` is a quantile
             of the heatmap's voxels), ``"otsu"`` (Otsu's threshold of the positive voxels) or ``"fitted"`` (the
             threshold fitted on validation volumes and saved in ``threshold_file``, see
-            :func:`~monai_tonno.transforms.fit_threshold`).
+            :func:`~monai_tonno.transforms.fit_threshold`), or ``"hysteresis"``: the components above Otsu's
+            threshold that reach the *detection* threshold (``value``, or the one in ``threshold_file``, e.g.
+            calibrated from volume labels by :func:`~monai_tonno.transforms.fit_detection_threshold`) in a
+            component of at least ``seed_min_size`` voxels. The detection threshold decides whether there is a
+            lesion, Otsu's (never above it) how far it extends; a volume without a detection stays empty.
         value: the threshold or the quantile.
         polarity: ``"positive"`` or ``"negative"``.
         min_threshold: the threshold never goes below this (e.g. 0, so that a negative volume stays empty).
-        threshold_file: the JSON file of the ``"fitted"`` strategy.
+        threshold_file: the JSON file of the ``"fitted"`` and ``"hysteresis"`` strategies.
+        seed_min_size: the ``"hysteresis"`` strategy's smallest component above the detection threshold, in voxels
+            (inference's ``min_component_voxels``, as the calibration counts them).
     """
 
     backend = [TransformBackends.TORCH]
@@ -66,6 +72,7 @@ class Binarize(Transform):
         polarity: str = "positive",
         min_threshold: float | None = 0.0,
         threshold_file: str | None = None,
+        seed_min_size: float = 0,
     ) -> None:
         if strategy not in BINARIZE_STRATEGIES:
             raise ValueError(f"strategy must be one of {BINARIZE_STRATEGIES}, got {strategy!r}.")
@@ -73,20 +80,21 @@ class Binarize(Transform):
             raise ValueError(f"a quantile must be in [0, 1], got {value}.")
         if polarity not in ("positive", "negative"):
             raise ValueError(f"polarity must be 'positive' or 'negative', got {polarity!r}.")
-        if strategy == "fitted":
+        if strategy == "fitted" and not threshold_file:
+            raise ValueError("the 'fitted' strategy needs threshold_file, the JSON written by save_threshold.")
+        if strategy in ("fitted", "hysteresis") and threshold_file:
             from monai_tonno.transforms.threshold import load_threshold
 
-            if not threshold_file:
-                raise ValueError("the 'fitted' strategy needs threshold_file, the JSON written by save_threshold.")
             value = load_threshold(threshold_file)
         self.strategy = strategy
         self.value = float(value)
         self.polarity = polarity
         self.min_threshold = min_threshold
+        self.seed_min_size = seed_min_size
 
     def threshold(self, heatmap: torch.Tensor) -> float:
         """The threshold this transform would apply to ``heatmap`` (after the polarity flip)."""
-        if self.strategy in ("fixed", "fitted"):
+        if self.strategy in ("fixed", "fitted", "hysteresis"):  # hysteresis: the detection threshold
             threshold = self.value
         elif self.strategy == "quantile":
             # numpy's quantile is exact at any size (torch.quantile refuses inputs of over 16 million values)
@@ -107,8 +115,26 @@ class Binarize(Transform):
         if self.polarity == "negative":
             heatmap = -heatmap
         volumes = heatmap if heatmap.ndim == 5 else heatmap[None]
-        mask = torch.stack([volume > self.threshold(volume) for volume in volumes]).to(torch.uint8)
+        threshold = self._hysteresis if self.strategy == "hysteresis" else lambda v: v > self.threshold(v)
+        mask = torch.stack([threshold(volume) for volume in volumes]).to(torch.uint8)
         return convert_to_dst_type(mask.reshape(heatmap.shape), img, dtype=torch.uint8)[0]
+
+    def _hysteresis(self, volume: torch.Tensor) -> torch.Tensor:
+        """``(C, X, Y, Z)``: per channel, the components above the growing threshold that hold a large seed."""
+        high = self.threshold(volume)
+        positive = volume[volume > 0]
+        low = min(otsu_threshold(positive) if positive.numel() > 1 else high, high)
+        if self.min_threshold is not None:
+            low = max(low, self.min_threshold)
+        structure = ndimage.generate_binary_structure(3, 3)
+        masks = []
+        for channel in volume.detach().cpu().numpy():
+            seeds, _ = ndimage.label(channel > high, structure=structure)
+            sizes = np.bincount(seeds.ravel())
+            seeds = (sizes >= max(self.seed_min_size, 1))[seeds] & (seeds > 0)
+            grown, _ = ndimage.label(channel > low, structure=structure)
+            masks.append(np.isin(grown, np.unique(grown[seeds])) & (grown > 0))
+        return torch.as_tensor(np.stack(masks), device=volume.device)
 
 
 class ConnectedComponents(Transform):
