@@ -30,7 +30,7 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 
 from monai_tonno.engines import MethodHeatmaps, collect_heatmaps, score_methods
 from monai_tonno.engines.evaluation import _scores
-from monai_tonno.transforms import body_mask, fit_detection_threshold
+from monai_tonno.transforms import Binarize, body_mask, fit_detection_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "autopet"
@@ -99,14 +99,20 @@ def restricted(collected: MethodHeatmaps, channel: int = 1) -> MethodHeatmaps:
     return MethodHeatmaps(maps, collected.masks, collected.images, collected.names)
 
 
-def label_calibrated(collected: MethodHeatmaps, methods: dict, min_size: float) -> dict:
-    """Each family's row with its threshold fitted on the even volumes' labels alone (no mask), scored on the odd."""
+def label_calibrated(collected: MethodHeatmaps, methods: dict, min_size: float, mode: str = "threshold") -> dict:
+    """Each family's row with its threshold fitted on the even volumes' labels alone (no mask), scored on the odd:
+    the threshold itself (``mode="threshold"``) or, as inference does, as the detection threshold of the
+    ``hysteresis`` binarisation (Otsu's extent for the components that reach it)."""
     labels = [int(mask.any()) for mask in collected.masks]
     result = {}
     for family in FAMILIES:
         maps = collected.heatmaps[family, methods[family]["layer"]]
         threshold, _ = fit_detection_threshold(maps[0::2], labels[0::2], min_size)
-        scores = _scores(maps[1::2], collected.masks[1::2], threshold, min_size)
+        held = maps[1::2]
+        if mode == "hysteresis":
+            binarize = Binarize("hysteresis", value=threshold, seed_min_size=min_size)
+            held = [np.asarray(binarize(torch.as_tensor(h)[None]))[0].astype(np.float32) for h in held]
+        scores = _scores(held, collected.masks[1::2], 0.5 if mode == "hysteresis" else threshold, min_size)
         result[family] = {"layer": methods[family]["layer"], "threshold": threshold, **scores}
     return result
 
@@ -165,10 +171,11 @@ def main() -> None:
                                 "heatmap_seconds": heatmap_seconds, "methods": methods})  # fmt: skip
                 print_row(results[-1])
                 if protocol == "body":  # the same layers, thresholds from volume labels as training calibrates them
-                    calibrated = {**results[-1], "protocol": f"body, volume-label threshold{args.tag}",
-                                  "methods": label_calibrated(variants["body"], methods, min_size)}  # fmt: skip
-                    results.append(calibrated)
-                    print_row(calibrated)
+                    for mode in ("threshold", "hysteresis"):
+                        calibrated = {**results[-1], "protocol": f"body, volume-label {mode}{args.tag}",
+                                      "methods": label_calibrated(variants["body"], methods, min_size, mode)}  # fmt: skip
+                        results.append(calibrated)
+                        print_row(calibrated)
             if args.json:
                 args.json.parent.mkdir(parents=True, exist_ok=True)
                 args.json.write_text(json.dumps(results, indent=1, default=float))

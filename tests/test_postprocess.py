@@ -203,3 +203,26 @@ def test_detection_threshold_separates_volumes_by_their_labels_alone():
         fit_detection_threshold(heatmaps[:3], [1, 1, 1])
     with pytest.raises(ValueError, match="one label per heatmap"):
         fit_detection_threshold(heatmaps, [1, 0])
+
+
+def test_hysteresis_keeps_the_extent_of_detected_components_only():
+    heatmap = np.full((1, 20, 20, 20), 0.1, dtype=np.float32)  # a faint positive background, as heatmaps have
+    heatmap[0, 2:8, 2:8, 2:8] = 1.0  # a lesion's extent ...
+    heatmap[0, 4:6, 4:6, 4:6] = 3.0  # ... with a core above the detection threshold (8 voxels)
+    heatmap[0, 12:18, 12:18, 12:18] = 1.0  # as wide, but never reaches the detection threshold
+    heatmap[0, 15, 15, 15] = 3.0  # one bright voxel: too small to count as a detection
+    mask = Binarize("hysteresis", value=2.0, seed_min_size=8)(torch.as_tensor(heatmap))[0].numpy().astype(bool)
+    expected = np.zeros((20, 20, 20), dtype=bool)
+    expected[2:8, 2:8, 2:8] = True  # the whole extent above Otsu's threshold, not only the core
+    np.testing.assert_array_equal(mask, expected)
+    # without a detection the volume stays empty, where Otsu alone finds both blobs
+    quiet = np.where(heatmap > 2.0, 1.0, heatmap)
+    assert not Binarize("hysteresis", value=2.0, seed_min_size=8)(torch.as_tensor(quiet)).any()
+    assert Binarize("otsu")(torch.as_tensor(quiet)).sum() == 2 * 6**3
+
+
+def test_hysteresis_reads_the_calibrated_threshold(tmp_path):
+    from monai_tonno.transforms import save_threshold
+
+    path = save_threshold(tmp_path / "threshold.json", 2.5, "volume_balanced_accuracy", 1.0)
+    assert Binarize("hysteresis", threshold_file=str(path)).value == 2.5
