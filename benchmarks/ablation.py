@@ -172,8 +172,9 @@ def main() -> None:
                 print_row(results[-1])
                 if protocol == "body":  # the same layers, thresholds from volume labels as training calibrates them
                     for mode in ("threshold", "hysteresis"):
+                        rows_by_labels = label_calibrated(variants["body"], methods, min_size, mode)
                         calibrated = {**results[-1], "protocol": f"body, volume-label {mode}{args.tag}",
-                                      "methods": label_calibrated(variants["body"], methods, min_size, mode)}  # fmt: skip
+                                      "methods": rows_by_labels}  # fmt: skip
                         results.append(calibrated)
                         print_row(calibrated)
             if args.json:
