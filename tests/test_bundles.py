@@ -239,7 +239,7 @@ def test_weight_averaging_and_balanced_sampling_reach_the_saved_model(tmp_path):
     assert final["trainer"]["iteration"] == 4
     assert all(torch.equal(saved[key], final["ema_network"][key]) for key in saved)  # one validation, at the end
     assert any(not torch.equal(final["network"][key], final["ema_network"][key]) for key in saved)
-    run_bundle("autopet", ["inference.json"], "inference", {**common, **TINY_INFERENCE})
+    run_bundle("autopet", ["inference.json"], "inference", {**common, **TINY_INFERENCE, "infer_split": "validation"})
     assert len(list((tmp_path / "out" / "predictions").rglob("*_heatmap.nii.gz"))) == 1
 
 
