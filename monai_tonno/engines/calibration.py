@@ -31,7 +31,8 @@ def calibrate_detection_threshold(
     body_threshold: float = 0.5,
     progress: bool = True,
 ) -> float | None:
-    """Fit ToNNO's mask threshold on labelled validation volumes and save it for inference's ``fitted`` strategy.
+    """Fit ToNNO's detection threshold on labelled validation volumes and save it for inference's ``hysteresis``
+    (or ``fitted``) binarisation.
 
     Each volume's ToNNO heatmap is restricted to the body (as inference does) and the threshold that best
     separates the volumes with a lesion from those without (:func:`~monai_tonno.transforms.fit_detection_threshold`)
