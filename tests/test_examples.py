@@ -13,7 +13,7 @@ def test_dense_features_example_writes_its_figure(tmp_path):
     output = tmp_path / "features.png"
     command = [sys.executable, str(EXAMPLES / "dense_features.py"), "--num_angles", "6", "--num_slices", "6",
                "--slice_size", "16", "--channels", "3", "7", "--output", str(output)]  # fmt: skip
-    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)  # a hang guard, not a speed goal
+    completed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)  # hang guard
     assert completed.returncode == 0, completed.stderr
     assert "2 feature maps of shape (64, 64, 64)" in completed.stdout
     assert output.stat().st_size > 1000
