@@ -148,12 +148,13 @@ def test_threshold_search_scores_as_the_metrics_do():
     from scipy import ndimage
 
     from monai_tonno.metrics import dice, lesion_counts, precision_recall_f1
-    from monai_tonno.transforms.threshold import _STRUCTURE, _score
+    from monai_tonno.transforms.postprocess import STRUCTURE_26
+    from monai_tonno.transforms.threshold import _score
 
     generator = np.random.default_rng(0)
     heatmap = ndimage.gaussian_filter(generator.normal(size=(20, 20, 20)), 1.5)
     truth = ndimage.gaussian_filter(generator.normal(size=(20, 20, 20)), 1.5) > 0.1
-    labelled = ndimage.label(truth, structure=_STRUCTURE)
+    labelled = ndimage.label(truth, structure=STRUCTURE_26)
     for threshold in (0.05, 0.1, 0.2):
         for min_size in (0, 8):
             mask = ConnectedComponents(26, min_size=min_size, relabel=False)(torch.as_tensor(heatmap > threshold)[None])

@@ -16,6 +16,8 @@ __all__ = ["BINARIZE_STRATEGIES", "Binarize", "ConnectedComponents", "otsu_thres
 
 BINARIZE_STRATEGIES = ("fixed", "quantile", "otsu", "fitted", "hysteresis")
 
+STRUCTURE_26 = ndimage.generate_binary_structure(3, 3)  # 26-connectivity, as the lesion metrics count components
+
 
 def otsu_threshold(values: torch.Tensor, bins: int = 256) -> float:
     """Otsu's threshold: the cut of a histogram of ``values`` that maximises the between-class variance."""
@@ -126,13 +128,12 @@ class Binarize(Transform):
         low = min(otsu_threshold(positive) if positive.numel() > 1 else high, high)
         if self.min_threshold is not None:
             low = max(low, self.min_threshold)
-        structure = ndimage.generate_binary_structure(3, 3)
         masks = []
         for channel in volume.detach().cpu().numpy():
-            seeds, _ = ndimage.label(channel > high, structure=structure)
+            seeds, _ = ndimage.label(channel > high, structure=STRUCTURE_26)
             sizes = np.bincount(seeds.ravel())
             seeds = (sizes >= max(self.seed_min_size, 1))[seeds] & (seeds > 0)
-            grown, _ = ndimage.label(channel > low, structure=structure)
+            grown, _ = ndimage.label(channel > low, structure=STRUCTURE_26)
             masks.append(np.isin(grown, np.unique(grown[seeds])) & (grown > 0))
         return torch.as_tensor(np.stack(masks), device=volume.device)
 

@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from monai_tonno.metrics.classification import balanced_accuracy
 from monai_tonno.metrics.lesion import counts_from_labels, dice, precision_recall_f1
-from monai_tonno.transforms.postprocess import ConnectedComponents
+from monai_tonno.transforms.postprocess import STRUCTURE_26, ConnectedComponents
 
 __all__ = [
     "FIT_SCORES",
@@ -30,9 +30,6 @@ __all__ = [
 ]
 
 FIT_SCORES = ("dice", "f1")
-
-
-_STRUCTURE = ndimage.generate_binary_structure(3, 3)  # 26-connectivity, as the lesion metrics
 
 
 def _score(
@@ -85,7 +82,7 @@ def fit_threshold(
         for h, t in zip(heatmaps, masks, strict=True)
     ]
     truths = [
-        ndimage.label(np.asarray(torch.as_tensor(t).cpu()).reshape(np.shape(t)[-3:]) > 0, structure=_STRUCTURE)
+        ndimage.label(np.asarray(torch.as_tensor(t).cpu()).reshape(np.shape(t)[-3:]) > 0, structure=STRUCTURE_26)
         for t in masks
     ]
     positive = np.concatenate([m[m > 0] for m in maps])
@@ -123,7 +120,7 @@ def detection_peak(heatmap, min_size: float = 0) -> float:
     values = np.unique(array)  # sorted; {heatmap >= values[k]} shrinks as k grows
 
     def has_component(k: int) -> bool:
-        labels, count = ndimage.label(array >= values[k], structure=_STRUCTURE)
+        labels, count = ndimage.label(array >= values[k], structure=STRUCTURE_26)
         return count > 0 and int(np.bincount(labels.ravel())[1:].max()) >= max(min_size, 1)
 
     if not has_component(0):
