@@ -18,6 +18,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from monai.bundle import ConfigParser
 from monai.transforms import LoadImage
 
 from monai_tonno.data import SimpleITKReader, SyntheticBreastConfig, generate_synthetic_duke, synthetic_petct_case
@@ -352,3 +353,20 @@ def test_every_config_file_is_run_by_a_test():
         if config.name == "metadata.json" or config.parent.name == "schema":
             continue
         assert f'"{config.name}"' in source, config
+
+
+@pytest.mark.parametrize("bundle", ["autopet", "duke", "mosmed"])
+def test_warmup_fraction_sets_where_the_learning_rate_peaks(bundle):
+    """One-cycle: the learning rate climbs for warmup_fraction of the iterations and peaks at learning_rate."""
+    parser = ConfigParser()
+    parser.read_config(str(ROOT / "bundles" / bundle / "train.json"))
+    parser.update({"max_iterations": 20, "val_every_iterations": 20, "warmup_fraction": 0.3, "device": "cpu",
+                   "network_name": "resnet10t", "learning_rate": 0.01})  # fmt: skip
+    scheduler = parser.get_parsed_content("lr_scheduler")
+    rates = [scheduler.get_last_lr()[0]]
+    for _ in range(19):
+        scheduler.optimizer.step()
+        scheduler.step()
+        rates.append(scheduler.get_last_lr()[0])
+    assert max(rates) == pytest.approx(0.01) and rates.index(max(rates)) == 5  # 0.3 x 20 steps, counted from 0
+    assert all(a < b for a, b in zip(rates[:5], rates[1:6], strict=True))
