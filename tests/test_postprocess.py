@@ -148,7 +148,7 @@ def test_threshold_search_scores_as_the_metrics_do():
     from scipy import ndimage
 
     from monai_tonno.metrics import dice, lesion_counts, precision_recall_f1
-    from monai_tonno.transforms.postprocess import STRUCTURE_26
+    from monai_tonno.metrics.lesion import STRUCTURE_26
     from monai_tonno.transforms.threshold import _score
 
     generator = np.random.default_rng(0)

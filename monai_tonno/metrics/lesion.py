@@ -39,7 +39,7 @@ __all__ = [
     "precision_recall_f1",
 ]
 
-_STRUCTURE = ndimage.generate_binary_structure(3, 3)
+STRUCTURE_26 = ndimage.generate_binary_structure(3, 3)  # 26-connectivity: how lesions and components are counted
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class LesionCounts:
 
 
 def _labels(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    return ndimage.label(mask > 0, structure=_STRUCTURE)
+    return ndimage.label(mask > 0, structure=STRUCTURE_26)
 
 
 def _as_array(mask, name: str = "mask") -> np.ndarray:

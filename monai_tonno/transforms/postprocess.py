@@ -12,11 +12,11 @@ from monai.transforms import Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 from scipy import ndimage
 
+from monai_tonno.metrics.lesion import STRUCTURE_26
+
 __all__ = ["BINARIZE_STRATEGIES", "Binarize", "ConnectedComponents", "otsu_threshold"]
 
 BINARIZE_STRATEGIES = ("fixed", "quantile", "otsu", "fitted", "hysteresis")
-
-STRUCTURE_26 = ndimage.generate_binary_structure(3, 3)  # 26-connectivity, as the lesion metrics count components
 
 
 def otsu_threshold(values: torch.Tensor, bins: int = 256) -> float:

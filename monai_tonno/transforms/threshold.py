@@ -17,8 +17,8 @@ import torch
 from scipy import ndimage
 
 from monai_tonno.metrics.classification import balanced_accuracy
-from monai_tonno.metrics.lesion import counts_from_labels, dice, precision_recall_f1
-from monai_tonno.transforms.postprocess import STRUCTURE_26, ConnectedComponents
+from monai_tonno.metrics.lesion import STRUCTURE_26, counts_from_labels, dice, precision_recall_f1
+from monai_tonno.transforms.postprocess import ConnectedComponents
 
 __all__ = [
     "FIT_SCORES",
