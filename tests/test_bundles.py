@@ -122,9 +122,12 @@ def test_training_writes_checkpoints_and_the_network_configuration(frozen_bn_aut
     tmp, common = frozen_bn_autopet
     models = Path(common["output_dir"]) / "models"
     assert (models / "model.pt").is_file() and (models / "checkpoint_final.pt").is_file()
-    state = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
-    assert any(key.endswith("running_mean") for key in state)  # frozen batch norm keeps its statistics
+    checkpoint = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
+    assert any(key.endswith("running_mean") for key in checkpoint["model"])  # frozen batch norm keeps its statistics
     config = json.loads((models / "network.json").read_text())
+    assert json.loads(checkpoint["network_config"]["json"]) == {
+        k: v for k, v in config.items() if k != "format_version"
+    }
     assert config["network"] == {"name": "test_resnet", "in_channels": 2, "norm": "frozen_batch"}
     assert config["slice_size"] == 24 and config["preprocessing"]["pixdim"] == [4.0, 4.0, 4.0]
     assert any((Path(common["output_dir"]) / "logs").iterdir())  # TensorBoard events
@@ -248,7 +251,7 @@ def test_weight_averaging_and_balanced_sampling_reach_the_saved_model(tmp_path):
     run_bundle("autopet", ["train.json"], "training", training)
     models = tmp_path / "out" / "models"
     final = torch.load(models / "checkpoint_final.pt", weights_only=True)
-    saved = torch.load(models / "model.pt", weights_only=True)
+    saved = torch.load(models / "model.pt", weights_only=True)["model"]
     assert final["trainer"]["iteration"] == 4
     assert all(torch.equal(saved[key], final["ema_network"][key]) for key in saved)  # one validation, at the end
     assert any(not torch.equal(final["network"][key], final["ema_network"][key]) for key in saved)

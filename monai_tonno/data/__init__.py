@@ -8,6 +8,7 @@ from monai_tonno.data.ellipsoids import SHEPP_LOGAN_3D, ellipsoid_phantom
 from monai_tonno.data.readers import (
     alternate_by_label,
     autopet_datalist,
+    check_training_split,
     mosmed_datalist,
     require_file,
     select_items,
@@ -37,6 +38,7 @@ __all__ = [
     "autopet_datalist",
     "autopet_or_synthetic",
     "box_voxels",
+    "check_training_split",
     "duke_datalist",
     "duke_or_synthetic",
     "ellipsoid_phantom",

@@ -22,7 +22,6 @@ The tests check the convention end to end on hand-made series in both numberings
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -33,7 +32,8 @@ from monai.transforms import LoadImage
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from monai_tonno.data.readers import _require_dir
+from monai_tonno.atomic import write_json_atomic
+from monai_tonno.data.readers import _read_cache, _require_dir
 from monai_tonno.data.sitk_reader import SimpleITKReader, find_dicom_series, instance_numbers
 
 __all__ = [
@@ -315,7 +315,7 @@ def duke_datalist(
     if not patients:
         raise ValueError(f"{str(images)!r} holds no patient folder; expected {DUKE_FOLDER}/Breast_MRI_NNN/...")
     cache_path = Path(cache_file).expanduser() if cache_file else None
-    cache = json.loads(cache_path.read_text()) if cache_path and cache_path.is_file() else {}
+    cache = _read_cache(cache_path)
     reader = SimpleITKReader()
     items, skipped = [], []
     for patient_dir in tqdm(patients, desc="reading Duke series", disable=not progress):
@@ -323,7 +323,7 @@ def duke_datalist(
         if patient not in boxes:
             skipped.append(f"{patient} (no box)")
             continue
-        key = f"{patient_dir}|{patient_dir.stat().st_mtime_ns}|{','.join(needed)}|{dynamic_pattern}"
+        key = f"{patient_dir}|{_folder_stamp(patient_dir)}|{','.join(needed)}|{dynamic_pattern}"
         if key not in cache:
             series, missing = _series_by_phase(patient_dir, needed, dynamic_pattern)
             if missing:
@@ -352,6 +352,17 @@ def duke_datalist(
     if not items:
         raise ValueError(f"no usable Duke patient under {str(images)!r}; every patient was skipped: {skipped}.")
     if cache_path:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        cache_path.write_text(json.dumps(cache, indent=1))
+        write_json_atomic(cache_path, cache, indent=1)
     return items
+
+
+def _folder_stamp(folder: Path) -> str:
+    """Count, total size and latest modification of every file under ``folder``: a cache entry about a patient's
+    series is stale once a file was added, removed or rewritten anywhere below (a folder's own modification time
+    only sees its direct entries)."""
+    count = size = latest = 0
+    for path in folder.rglob("*"):
+        if path.is_file():
+            status = path.stat()
+            count, size, latest = count + 1, size + status.st_size, max(latest, status.st_mtime_ns)
+    return f"{count}:{size}:{latest}"

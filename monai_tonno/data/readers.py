@@ -18,9 +18,12 @@ import nibabel as nib
 import numpy as np
 from tqdm.auto import tqdm
 
+from monai_tonno.atomic import write_json_atomic
+
 __all__ = [
     "alternate_by_label",
     "autopet_datalist",
+    "check_training_split",
     "mosmed_datalist",
     "require_file",
     "select_items",
@@ -76,20 +79,21 @@ def autopet_datalist(
             f"{AUTOPET_FOLDER}/<patient>/<study>/{{{','.join(AUTOPET_FILES)}}}."
         )
     cache_path = Path(label_cache) if label_cache else None
-    cache = json.loads(cache_path.read_text()) if cache_path and cache_path.is_file() else {}
+    cache = _read_cache(cache_path)
     items, skipped = [], []
     for study in tqdm(studies, desc="reading AutoPET labels", disable=not progress or len(cache) >= len(studies)):
         missing = [name for name in AUTOPET_FILES if not (study / name).is_file()]
         if missing:
             skipped.append(f"{study.parent.name}/{study.name} (missing {', '.join(missing)})")
             continue
-        key = str(study)
-        if key not in cache:
-            cache[key] = int(_mask_is_nonempty(study / "SEG.nii.gz"))
+        key, stamp = str(study), file_stamp(study / "SEG.nii.gz")
+        entry = cache.get(key)
+        if not isinstance(entry, dict) or entry.get("seg") != stamp or entry.get("label") not in (0, 1):
+            cache[key] = {"label": int(_mask_is_nonempty(study / "SEG.nii.gz")), "seg": stamp}
         items.append(
             {
                 "image": [str(study / "SUV.nii.gz"), str(study / "CTres.nii.gz")],
-                "label": cache[key],
+                "label": cache[key]["label"],
                 "mask": str(study / "SEG.nii.gz"),
                 "patient": study.parent.name,
                 "study": study.name,
@@ -100,9 +104,30 @@ def autopet_datalist(
     if not items:
         raise ValueError(f"no complete AutoPET study under {str(dataset_dir)!r}; every study lacked files.")
     if cache_path:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        cache_path.write_text(json.dumps(cache, indent=1))
+        write_json_atomic(cache_path, cache, indent=1)
     return items
+
+
+def file_stamp(path: Path) -> list[int]:
+    """``[size, modification time in ns]`` of a file: what a cache entry about the file is keyed by, so that a
+    replaced file (another mask, a re-exported series) is read again instead of answered from the cache."""
+    status = path.stat()
+    return [int(status.st_size), int(status.st_mtime_ns)]
+
+
+def _read_cache(path: Path | None) -> dict:
+    """A JSON cache, or an empty one (with a warning) when it is missing, unreadable or not a mapping."""
+    if path is None or not path.is_file():
+        return {}
+    try:
+        cache = json.loads(path.read_text())
+    except ValueError as error:
+        logger.warning("ignoring the unreadable cache %s (%s); it will be rebuilt", path, error)
+        return {}
+    if not isinstance(cache, dict):
+        logger.warning("ignoring the cache %s: it holds no mapping; it will be rebuilt", path)
+        return {}
+    return cache
 
 
 def mosmed_datalist(dataset_dir: str | Path) -> list[dict]:
@@ -181,6 +206,26 @@ def split_by_patient(
     train = [item for item in items if item["patient"] not in validation]
     val = [item for item in items if item["patient"] in validation]
     return train, val
+
+
+def check_training_split(split: tuple[Sequence[dict], Sequence[dict]]) -> tuple[list[dict], list[dict]]:
+    """``split`` if a slice classifier can be trained and validated on it, else an error naming the counts.
+
+    Weak supervision learns what tells volumes with lesions from volumes without: with one label only there is
+    nothing to learn, and a validation half of one label has no AUC and no threshold to calibrate.
+    """
+    problems = []
+    for name, items in (("training", split[0]), ("validation", split[1])):
+        labels = [int(item["label"]) for item in items]
+        positives, negatives = sum(labels), len(labels) - sum(labels)
+        if not positives or not negatives:
+            problems.append(f"the {name} split has {positives} volumes with lesions and {negatives} without")
+    if problems:
+        raise ValueError(
+            f"cannot train from volume labels: {'; '.join(problems)}. Both labels are needed on both sides of the "
+            "split; check the dataset folder (and its label source), or add patients of the missing label."
+        )
+    return list(split[0]), list(split[1])
 
 
 def alternate_by_label(items: Sequence[dict]) -> tuple[list[dict], list[dict]]:

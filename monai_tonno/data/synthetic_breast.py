@@ -22,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from monai_tonno.atomic import atomic_write
 from monai_tonno.data.dicom_writer import new_uid, write_dicom_series
 from monai_tonno.data.duke import BOX_COLUMNS, DUKE_FOLDER
 from monai_tonno.data.synthetic_petct import existing_dataset_dir
@@ -173,6 +174,7 @@ def generate_synthetic_duke(
     description = json.dumps(config.__dict__, sort_keys=True, default=list)
     if manifest.is_file() and manifest.read_text() == description and not overwrite:
         return root
+    manifest.unlink(missing_ok=True)  # written again last: a generation killed part-way is redone
     shutil.rmtree(root / DUKE_FOLDER, ignore_errors=True)  # no series of another configuration left behind
     rng = np.random.default_rng(config.seed)
     spacing = np.asarray(config.spacing_mm)
@@ -194,7 +196,8 @@ def generate_synthetic_duke(
         tumours[patient] = int(tumour.sum())
     _write_boxes(root / "Annotation_Boxes.xlsx", boxes)
     (root / "tumours.json").write_text(json.dumps(tumours, indent=1))
-    manifest.write_text(description)
+    with atomic_write(manifest) as handle:
+        handle.write(description)
     return root
 
 

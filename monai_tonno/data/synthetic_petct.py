@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from monai_tonno.atomic import atomic_write
+
 __all__ = ["SyntheticPETCTConfig", "autopet_or_synthetic", "generate_synthetic_autopet", "synthetic_petct_case"]
 
 AUTOPET_FOLDER = "FDG-PET-CT-Lesions"
@@ -155,6 +157,7 @@ def generate_synthetic_autopet(
     description = json.dumps(config.__dict__, sort_keys=True, default=list)
     if manifest.is_file() and manifest.read_text() == description and not overwrite:
         return root
+    manifest.unlink(missing_ok=True)  # written again last: a generation killed part-way is redone
     rng = np.random.default_rng(config.seed)
     positives = set(
         rng.permutation(config.num_patients)[: round(config.positive_fraction * config.num_patients)].tolist()
@@ -167,7 +170,8 @@ def generate_synthetic_autopet(
         study.mkdir(parents=True, exist_ok=True)
         for name, array in (("SUV", suv), ("CTres", hu), ("SEG", mask)):
             nib.save(nib.Nifti1Image(array, affine), study / f"{name}.nii.gz")
-    manifest.write_text(description)
+    with atomic_write(manifest) as handle:
+        handle.write(description)
     return root
 
 

@@ -4,7 +4,13 @@
 
 from monai_tonno.engines.averaging import ema_handler
 from monai_tonno.engines.calibration import calibrate_detection_threshold
-from monai_tonno.engines.checkpoints import check_resumable, latest_checkpoint, resume_handlers
+from monai_tonno.engines.checkpoints import (
+    AtomicCheckpointSaver,
+    RandomStates,
+    check_resumable,
+    latest_checkpoint,
+    resume_handlers,
+)
 from monai_tonno.engines.evaluation import (
     TABLE_COLUMNS,
     MethodHeatmaps,
@@ -21,6 +27,8 @@ from monai_tonno.engines.samplers import DistributedReplacementSampler, class_ba
 
 __all__ = [
     "TABLE_COLUMNS",
+    "AtomicCheckpointSaver",
+    "RandomStates",
     "DistributedReplacementSampler",
     "MethodHeatmaps",
     "SliceBCEWithLogitsLoss",

@@ -30,6 +30,7 @@ def calibrate_detection_threshold(
     body_channel: int | None = None,
     body_threshold: float = 0.5,
     progress: bool = True,
+    model_file: str | Path | None = None,
 ) -> float | None:
     """Fit ToNNO's detection threshold on labelled validation volumes and save it for inference's ``hysteresis``
     (or ``fitted``) binarisation.
@@ -48,6 +49,8 @@ def calibrate_detection_threshold(
         body_channel: the channel the body is found in (``None``: no restriction), as ``RestrictToBodyd``.
         body_threshold: the body's threshold in that channel's normalised units.
         progress: show a progress bar over volumes.
+        model_file: the file ``network`` was loaded from; its SHA-256 goes into the threshold file, so that
+            inference refuses the threshold with any other model.
 
     Returns:
         The threshold, or ``None`` (with a warning, and any earlier ``output_file`` removed so that inference does
@@ -77,7 +80,7 @@ def calibrate_detection_threshold(
             f"no threshold tells the {len(labels)} calibration volumes with lesions from those without (balanced "
             f"accuracy {accuracy:.2f}): the classifier has not learnt enough to find lesions; train longer",
         )
-    save_threshold(output_file, threshold, "volume_balanced_accuracy", accuracy, method="ToNNO",
+    save_threshold(output_file, threshold, "volume_balanced_accuracy", accuracy, model_file, method="ToNNO",
                    volumes=len(items), num_angles=inferer.num_angles, num_slices=inferer.num_slices)  # fmt: skip
     logger.info("mask threshold %.4g (volume balanced accuracy %.2f on %d volumes) -> %s", threshold, accuracy,
                 len(items), output_file)  # fmt: skip

@@ -11,7 +11,6 @@ reported (so that no number is fitted on the volumes it is reported on).
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from monai_tonno.atomic import atomic_write, write_json_atomic
 from monai_tonno.inferers import SliceCAMInferer, TomographicInferer
 from monai_tonno.metrics import LesionDetectionMetric, MaxIoUMetric, VolumeDetectionMetric
 from monai_tonno.transforms import ConnectedComponents, body_mask, fit_threshold, save_threshold
@@ -228,12 +228,12 @@ def write_report(rows: Sequence[dict], output_dir: str | Path, fit_score: str = 
     columns = table_columns(overlap)
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "methods.csv", "w", newline="") as handle:
+    with atomic_write(folder / "methods.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     best = [row for row in rows if row.get("best_layer", True)]
-    (folder / "table.json").write_text(json.dumps(best, indent=2))
+    write_json_atomic(folder / "table.json", best)
     baseline = next((row for row in best if row["family"] == "LayerCAM"), None)
     names = {"max_iou": "MaxIoU"}
     lines = ["| Method | " + " | ".join(names.get(c, c.replace("_", " ").capitalize()) for c in columns) + " |"]
@@ -252,5 +252,6 @@ def write_report(rows: Sequence[dict], output_dir: str | Path, fit_score: str = 
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + f"\n\nThresholds and layers fitted on alternate volumes by {fit_score}; "
     table += "differences with slice-wise LayerCAM in brackets.\n"
-    (folder / "table.md").write_text(table)
+    with atomic_write(folder / "table.md") as handle:
+        handle.write(table)
     return table

@@ -13,6 +13,7 @@ from monai_tonno.networks.dtype import to_network_dtype
 from monai_tonno.networks.fold import fold_batch_norm
 from monai_tonno.networks.trained import (
     NETWORK_CONFIG_FILE,
+    NetworkConfigRecord,
     load_network_config,
     load_trained_classifier,
     save_network_config,
@@ -21,6 +22,7 @@ from monai_tonno.networks.trained import (
 __all__ = [
     "NETWORK_CONFIG_FILE",
     "NORM_TYPES",
+    "NetworkConfigRecord",
     "create_slice_classifier",
     "describe_mismatch",
     "fold_batch_norm",

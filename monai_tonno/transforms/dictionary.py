@@ -138,6 +138,7 @@ class Binarized(MapTransform):
         min_threshold: lower bound of the threshold.
         threshold_file: the JSON file of the ``"fitted"`` and ``"hysteresis"`` strategies.
         seed_min_size: the ``"hysteresis"`` strategy's smallest detection, in voxels.
+        model_file: the model the threshold file must have been fitted for (``None``: not checked).
         allow_missing_keys: do not raise for missing keys.
     """
 
@@ -153,11 +154,12 @@ class Binarized(MapTransform):
         min_threshold: float | None = 0.0,
         threshold_file: str | None = None,
         seed_min_size: float = 0,
+        model_file: str | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.output_keys = ensure_tuple_rep(output_keys, len(self.keys)) if output_keys else self.keys
-        self.binarize = Binarize(strategy, value, polarity, min_threshold, threshold_file, seed_min_size)
+        self.binarize = Binarize(strategy, value, polarity, min_threshold, threshold_file, seed_min_size, model_file)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)

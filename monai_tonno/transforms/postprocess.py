@@ -61,6 +61,8 @@ class Binarize(Transform):
         polarity: ``"positive"`` or ``"negative"``.
         min_threshold: the threshold never goes below this (e.g. 0, so that a negative volume stays empty).
         threshold_file: the JSON file of the ``"fitted"`` and ``"hysteresis"`` strategies.
+        model_file: the model whose heatmaps are binarised; the threshold file must have been fitted for it (its
+            SHA-256 is recorded there), so a threshold copied from another run is refused. ``None`` checks nothing.
         seed_min_size: the ``"hysteresis"`` strategy's smallest component above the detection threshold, in voxels
             (inference's ``min_component_voxels``, as the calibration counts them).
     """
@@ -75,6 +77,7 @@ class Binarize(Transform):
         min_threshold: float | None = 0.0,
         threshold_file: str | None = None,
         seed_min_size: float = 0,
+        model_file: str | None = None,
     ) -> None:
         if strategy not in BINARIZE_STRATEGIES:
             raise ValueError(f"strategy must be one of {BINARIZE_STRATEGIES}, got {strategy!r}.")
@@ -87,7 +90,7 @@ class Binarize(Transform):
         if strategy in ("fitted", "hysteresis") and threshold_file:
             from monai_tonno.transforms.threshold import load_threshold
 
-            value = load_threshold(threshold_file)
+            value = load_threshold(threshold_file, model_file)
         self.strategy = strategy
         self.value = float(value)
         self.polarity = polarity
