@@ -176,7 +176,23 @@ def test_a_checkpoint_that_does_not_fit_its_configuration_is_named(frozen_bn_aut
     overrides = {**common, **TINY_INFERENCE, "ckpt_path": str(models / "model.pt"), "output_dir": str(tmp_path)}
     finished = run_bundle("autopet", ["inference.json"], "inference", overrides, ok=False)
     assert finished.returncode != 0
-    assert "does not fit the network" in finished.stderr and "norm" in finished.stderr
+    assert "is not the one it was trained with" in finished.stderr and "'norm': 'frozen_batch'" in finished.stderr
+
+
+def test_a_network_json_of_another_run_is_refused_even_for_the_same_architecture(frozen_bn_autopet, tmp_path):
+    """model.pt records its configuration: a network.json with another voxel size would preprocess every scan the
+    wrong way without any error from the weights."""
+    tmp, common = frozen_bn_autopet
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "model.pt").write_bytes((Path(common["output_dir"]) / "models" / "model.pt").read_bytes())
+    config = json.loads((Path(common["output_dir"]) / "models" / "network.json").read_text())
+    config["preprocessing"]["pixdim"] = [2.0, 2.0, 2.0]
+    (models / "network.json").write_text(json.dumps(config))
+    overrides = {**common, **TINY_INFERENCE, "ckpt_path": str(models / "model.pt"), "output_dir": str(tmp_path)}
+    finished = run_bundle("autopet", ["inference.json"], "inference", overrides, ok=False)
+    assert finished.returncode != 0
+    assert "preprocessing: trained with" in finished.stderr and "[2.0, 2.0, 2.0]" in finished.stderr
 
 
 def test_resume_continues_the_same_run_and_refuses_another(frozen_bn_autopet):
@@ -231,7 +247,8 @@ def test_embedded_default_trains_and_infers_on_synthetic_data(tmp_path):
     # with a calibrated threshold, inference binarises by hysteresis on it
     first = np.asarray(nib.load(str(heatmaps[0])).dataobj).squeeze()
     threshold = float(np.quantile(first[first > 0], 0.9))
-    save_threshold(tmp_path / "out" / "models" / "threshold.json", threshold, "volume_balanced_accuracy", 1.0)
+    models = tmp_path / "out" / "models"
+    save_threshold(models / "threshold.json", threshold, "volume_balanced_accuracy", 1.0, models / "model.pt")
     run_bundle("autopet", ["inference.json"], "inference",
                {**common, **TINY_INFERENCE, "prediction_dir": str(tmp_path / "fitted")})  # fmt: skip
     hysteresis = Binarize("hysteresis", value=threshold, seed_min_size=8)
@@ -275,7 +292,7 @@ def test_bundle_with_a_missing_dataset_dir_says_so(tmp_path):
 def test_cuda_device_without_cuda_is_named(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA; the error is for machines without it")
-    overrides = {"output_dir": str(tmp_path), "cache_dir": str(tmp_path / "c"), "synthetic_patients": 2,
+    overrides = {"output_dir": str(tmp_path), "cache_dir": str(tmp_path / "c"), "synthetic_patients": 6,
                  "synthetic_size": 16, **TINY_TRAINING, "device": "cuda"}  # fmt: skip
     finished = run_bundle("autopet", ["train.json"], "training", overrides, ok=False)
     assert finished.returncode != 0 and "torch.cuda.is_available() is False" in finished.stderr

@@ -5,6 +5,7 @@
 from monai_tonno.data.dicom_writer import write_dicom_series
 from monai_tonno.data.duke import alternate_patients, box_voxels, duke_datalist, find_midline, parse_phases, read_boxes
 from monai_tonno.data.ellipsoids import SHEPP_LOGAN_3D, ellipsoid_phantom
+from monai_tonno.data.loading import StrictLoadImaged
 from monai_tonno.data.readers import (
     alternate_by_label,
     autopet_datalist,
@@ -27,11 +28,14 @@ from monai_tonno.data.synthetic_petct import (
     generate_synthetic_autopet,
     synthetic_petct_case,
 )
+from monai_tonno.data.writers import AtomicNibabelWriter
 
 __all__ = [
+    "AtomicNibabelWriter",
     "alternate_by_label",
     "SHEPP_LOGAN_3D",
     "SimpleITKReader",
+    "StrictLoadImaged",
     "SyntheticBreastConfig",
     "SyntheticPETCTConfig",
     "alternate_patients",

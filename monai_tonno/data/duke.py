@@ -241,18 +241,39 @@ def find_midline(volume: np.ndarray, affine: np.ndarray, window: float = 0.3, bo
 
 
 def _series_by_phase(patient_dir: Path, needed: Sequence[str], dynamic: str) -> tuple[dict[str, str], list[str]]:
-    """The series folder of every needed phase (by ``SeriesDescription``, falling back to the folder name)."""
-    found: dict[str, str] = {}
+    """The series folder of every needed phase (by ``SeriesDescription``, falling back to the folder name), all
+    from one study.
+
+    The rule for repeated acquisitions: the phases come from the one study (the folder above the series folders)
+    that holds every needed phase. Two studies that each hold them all, or two series of one study that fit one
+    phase, are refused with a ``ValueError`` naming them (the caller skips the patient and says why), since
+    mixing a pre-contrast series of one visit with a post-contrast series of another would subtract unrelated
+    images.
+    """
+    studies: dict[str, dict[str, list[str]]] = {}
     for series in find_dicom_series(patient_dir):
         folder = str(Path(series.files[0]).parent)
         text = series.description or Path(folder).name
         if not re.search(dynamic, text, re.IGNORECASE):
             continue
         for phase in needed:
-            if phase not in found and re.search(PHASE_PATTERNS[phase], text, re.IGNORECASE):
-                found[phase] = folder
+            if re.search(PHASE_PATTERNS[phase], text, re.IGNORECASE):
+                studies.setdefault(str(Path(folder).parent), {}).setdefault(phase, []).append(folder)
                 break
-    return found, [p for p in needed if p not in found]
+    complete = {study: phases for study, phases in studies.items() if all(p in phases for p in needed)}
+    if len(complete) > 1:
+        names = ", ".join(repr(Path(study).name) for study in sorted(complete))
+        raise ValueError(f"{len(complete)} studies hold every needed phase ({names}); keep one study per patient")
+    if not complete:
+        found = {phase for phases in studies.values() for phase in phases}
+        return {}, [p for p in needed if p not in found] or list(needed)
+    phases = next(iter(complete.values()))
+    repeated = {phase: folders for phase, folders in phases.items() if len(set(folders)) > 1}
+    if repeated:
+        phase, folders = next(iter(repeated.items()))
+        names = ", ".join(repr(Path(f).name) for f in sorted(set(folders)))
+        raise ValueError(f"the {phase} phase has {len(set(folders))} series in one study ({names}); keep one")
+    return {phase: folders[0] for phase, folders in phases.items() if phase in needed}, []
 
 
 def _box_side(box: Sequence[int], image, midline: float) -> str:
@@ -325,7 +346,11 @@ def duke_datalist(
             continue
         key = f"{patient_dir}|{_folder_stamp(patient_dir)}|{','.join(needed)}|{dynamic_pattern}"
         if key not in cache:
-            series, missing = _series_by_phase(patient_dir, needed, dynamic_pattern)
+            try:
+                series, missing = _series_by_phase(patient_dir, needed, dynamic_pattern)
+            except ValueError as error:
+                skipped.append(f"{patient} ({error})")
+                continue
             if missing:
                 skipped.append(f"{patient} (no {', '.join(missing)} series)")
                 continue

@@ -209,21 +209,29 @@ def split_by_patient(
 
 
 def check_training_split(split: tuple[Sequence[dict], Sequence[dict]]) -> tuple[list[dict], list[dict]]:
-    """``split`` if a slice classifier can be trained and validated on it, else an error naming the counts.
+    """``split`` if a slice classifier can be trained on it, else an error naming the counts.
 
-    Weak supervision learns what tells volumes with lesions from volumes without: with one label only there is
-    nothing to learn, and a validation half of one label has no AUC and no threshold to calibrate.
+    Weak supervision learns what tells volumes with lesions from volumes without: with one label in the training
+    split there is nothing to learn, so training is refused before it starts. A validation split of one label
+    is only warned about (a tiny dataset may have no other choice): its slice AUC is undefined, so the best model
+    is not chosen by it, and no mask threshold can be calibrated on it.
     """
-    problems = []
+    counts = {}
     for name, items in (("training", split[0]), ("validation", split[1])):
         labels = [int(item["label"]) for item in items]
-        positives, negatives = sum(labels), len(labels) - sum(labels)
-        if not positives or not negatives:
-            problems.append(f"the {name} split has {positives} volumes with lesions and {negatives} without")
-    if problems:
+        counts[name] = (sum(labels), len(labels) - sum(labels))
+    positives, negatives = counts["training"]
+    if not positives or not negatives:
         raise ValueError(
-            f"cannot train from volume labels: {'; '.join(problems)}. Both labels are needed on both sides of the "
-            "split; check the dataset folder (and its label source), or add patients of the missing label."
+            f"cannot train from volume labels: the training split has {positives} volumes with lesions and "
+            f"{negatives} without (validation: {counts['validation'][0]} and {counts['validation'][1]}). Both labels "
+            "are needed; check the dataset folder (and its label source), or add patients of the missing label."
+        )
+    if not all(counts["validation"]):
+        logger.warning(
+            "the validation split has %d volumes with lesions and %d without: its slice AUC is undefined and no "
+            "mask threshold can be calibrated on it; raise val_fraction or add patients of the missing label",
+            *counts["validation"],
         )
     return list(split[0]), list(split[1])
 

@@ -42,10 +42,65 @@ def instance_numbers(meta: dict) -> np.ndarray | None:
 
 
 class DicomSeries:
-    """One DICOM series: its UID, description and files in slice order (with their instance numbers)."""
+    """One DICOM series: its UID, description and files in slice order (with their instance numbers, their
+    positions along the slice normal in mm, and the distinct orientations of its slices)."""
 
-    def __init__(self, uid: str, description: str, files: list[str], instance_numbers: list[int]) -> None:
+    def __init__(
+        self,
+        uid: str,
+        description: str,
+        files: list[str],
+        instance_numbers: list[int],
+        positions: Sequence[float] = (),
+        orientations: Sequence[Sequence[float]] = (),
+    ) -> None:
         self.uid, self.description, self.files, self.instance_numbers = uid, description, files, instance_numbers
+        self.positions = np.asarray(positions, dtype=np.float64)
+        self.orientations = [tuple(o) for o in orientations]
+
+    def uniform_spacing(self, tolerance: float = 0.1) -> float:
+        """The slice spacing, after checking that the slices sit on one uniform grid of one orientation.
+
+        Args:
+            tolerance: the largest departure of a step between neighbouring slices from the median step, as a share
+                of it. 0.1 accepts the rounding of positions written as decimal strings (micrometres) and scanner
+                jitter of a tenth of a slice, and refuses any missing slice (a missing slice doubles a step).
+
+        Raises:
+            ValueError: slices with several orientations, two slices at one position, or uneven steps (a missing
+                slice); the message names the series, the expected and the found spacings.
+        """
+        if len(self.orientations) > 1:
+            raise ValueError(
+                f"the DICOM series {self.description!r} (uid {self.uid}) mixes {len(self.orientations)} slice "
+                f"orientations {self.orientations}; expected one ImageOrientationPatient for every slice (a "
+                "localizer or a tilted series mixed in?)."
+            )
+        if len(self.positions) < 2:
+            return 1.0
+        steps = np.diff(self.positions)
+        if np.any(steps <= 1e-6):
+            at = self.positions[1:][steps <= 1e-6]
+            raise ValueError(
+                f"the DICOM series {self.description!r} (uid {self.uid}) has two slices at the same position "
+                f"({', '.join(f'{p:.3f}' for p in at[:3])} mm along the normal); expected one slice per position (is "
+                "it a multi-phase series? choose the phase by series_uid)."
+            )
+        expected = float(np.median(steps))
+        off = np.flatnonzero(np.abs(steps - expected) > tolerance * expected)
+        if off.size:
+            found = ", ".join(
+                f"{steps[i]:.3f} mm between slices {i} and {i + 1} (at {self.positions[i]:.3f} and "
+                f"{self.positions[i + 1]:.3f} mm)"
+                for i in off[:3]
+            )
+            raise ValueError(
+                f"the DICOM series {self.description!r} (uid {self.uid}) is not evenly spaced: expected "
+                f"{expected:.3f} mm between slices, found {found}{' ...' if off.size > 3 else ''}. A slice is "
+                "missing or the spacing varies; read it anyway onto a uniform grid with "
+                "SimpleITKReader(nonuniform='resample')."
+            )
+        return expected
 
     def __repr__(self) -> str:
         return f"DicomSeries({self.description!r}, {len(self.files)} slices, uid={self.uid})"
@@ -80,20 +135,25 @@ def _ordered_series(uid: str, files: Sequence[str]) -> DicomSeries:
         raise ValueError(f"the DICOM series {uid} has no ImageOrientationPatient (0020,0037); cannot place slices.")
     cosines = np.array([float(v) for v in orientation.split("\\")])
     normal = np.cross(cosines[:3], cosines[3:])
-    positions = []
+    positions, orientations = [], []
     for path, header in zip(files, headers, strict=True):
         text = _tag(header, POSITION)
         if not text:
             raise ValueError(f"{path!r} has no ImagePositionPatient (0020,0032); cannot order the slices.")
         positions.append(float(np.dot(normal, [float(v) for v in text.split("\\")])))
+        own = np.array([float(v) for v in (_tag(header, ORIENTATION) or orientation).split("\\")])
+        if not any(np.allclose(own, seen, atol=1e-4) for seen in orientations):
+            orientations.append(own)
     order = np.argsort(positions, kind="stable")
-    if len(order) > 1 and np.any(np.diff(np.asarray(positions)[order]) == 0):
-        raise ValueError(
-            f"the DICOM series {uid} has two slices at the same position; expected one slice per position "
-            "(is it a multi-phase series? choose the phase by series_uid)."
-        )
     numbers = [int(float(_tag(headers[i], INSTANCE_NUMBER, str(i + 1)))) for i in order]
-    return DicomSeries(uid, _tag(headers[0], SERIES_DESCRIPTION), [files[i] for i in order], numbers)
+    return DicomSeries(
+        uid,
+        _tag(headers[0], SERIES_DESCRIPTION),
+        [files[i] for i in order],
+        numbers,
+        np.asarray(positions)[order],
+        [tuple(round(float(v), 6) for v in o) for o in orientations],
+    )
 
 
 def find_dicom_series(folder: PathLike, recursive: bool = True) -> list[DicomSeries]:
@@ -133,6 +193,26 @@ def _choose(series: list[DicomSeries], folder: PathLike, description: str | None
     return chosen[0]
 
 
+def _resample_uniform(image: sitk.Image, positions: np.ndarray) -> sitk.Image:
+    """The slices of ``image`` (at ``positions`` along the normal, ascending) interpolated linearly onto a uniform
+    grid at the median step, from the first slice to the last."""
+    array = sitk.GetArrayFromImage(image).astype(np.float32)  # (z, y, x), z in the order of positions
+    span = float(positions[-1] - positions[0])
+    count = int(round(span / float(np.median(np.diff(positions))))) + 1
+    grid = positions[0] + np.linspace(0.0, span, count)
+    lower = np.clip(np.searchsorted(positions, grid, side="right") - 1, 0, len(positions) - 2)
+    weight = ((grid - positions[lower]) / (positions[lower + 1] - positions[lower])).astype(np.float32)
+    weight = weight[:, None, None]
+    resampled = sitk.GetImageFromArray((1 - weight) * array[lower] + weight * array[lower + 1])
+    resampled.SetOrigin(image.GetOrigin())
+    resampled.SetDirection(image.GetDirection())
+    resampled.SetSpacing((*image.GetSpacing()[:2], span / (count - 1)))
+    for key in image.GetMetaDataKeys():
+        resampled.SetMetaData(key, image.GetMetaData(key))
+    resampled.SetMetaData("resampled_to_uniform_spacing", "true")
+    return resampled
+
+
 class SimpleITKReader(ImageReader):
     """Read DICOM series and single files with SimpleITK, for ``LoadImage``/``LoadImaged(reader=...)``.
 
@@ -148,6 +228,13 @@ class SimpleITKReader(ImageReader):
         affine_lps_to_ras: give the affine in RAS, as MONAI's NIfTI reader does (``False``: SimpleITK's LPS).
         recursive: look for series in the subfolders of a folder too.
         dtype: the array's type.
+        nonuniform: what to do with a series whose slices are not evenly spaced (a missing slice, a varying
+            spacing): ``"error"`` (default) refuses it, naming the expected and the found spacings (ITK would place
+            the slices evenly between the first and the last, and every lesion after a gap would sit in the wrong
+            place); ``"resample"`` interpolates the slices linearly onto a uniform grid at the median spacing,
+            from the first slice to the last (the per-slice ``slice_instance_numbers`` are then left out).
+        spacing_tolerance: the largest departure of a step between slices from the median step, as a share of it
+            (see :meth:`DicomSeries.uniform_spacing`).
     """
 
     def __init__(
@@ -157,12 +244,19 @@ class SimpleITKReader(ImageReader):
         affine_lps_to_ras: bool = True,
         recursive: bool = True,
         dtype: np.dtype | type = np.float32,
+        nonuniform: str = "error",
+        spacing_tolerance: float = 0.1,
     ) -> None:
         super().__init__()
         if series_description is not None:
             re.compile(series_description)
+        if nonuniform not in ("error", "resample"):
+            raise ValueError(f"nonuniform must be 'error' or 'resample', got {nonuniform!r}.")
+        if not 0.0 < spacing_tolerance < 0.5:
+            raise ValueError(f"spacing_tolerance is a share of the slice step in (0, 0.5), got {spacing_tolerance}.")
         self.series_description, self.series_uid = series_description, series_uid
         self.affine_lps_to_ras, self.recursive, self.dtype = affine_lps_to_ras, recursive, dtype
+        self.nonuniform, self.spacing_tolerance = nonuniform, spacing_tolerance
 
     def verify_suffix(self, filename: Sequence[PathLike] | PathLike) -> bool:
         """A folder (DICOM series) or a file with a suffix SimpleITK reads."""
@@ -183,6 +277,13 @@ class SimpleITKReader(ImageReader):
     def _read_one(self, path: Path, description: str | None, uid: str | None) -> sitk.Image:
         if path.is_dir():
             series = _choose(find_dicom_series(path, self.recursive), path, description, uid)
+            try:
+                series.uniform_spacing(self.spacing_tolerance)
+                uniform = True
+            except ValueError as error:
+                if self.nonuniform != "resample" or "not evenly spaced" not in str(error):
+                    raise ValueError(f"{str(path)!r}: {error}") from None
+                uniform = False
             reader = sitk.ImageSeriesReader()
             reader.SetFileNames(series.files)
             try:
@@ -191,9 +292,12 @@ class SimpleITKReader(ImageReader):
                 raise ValueError(
                     f"SimpleITK could not read the DICOM series {series} in {str(path)!r}: {error}"
                 ) from error
+            if not uniform:
+                image = _resample_uniform(image, series.positions)
             image.SetMetaData("series_description", series.description)
             image.SetMetaData("series_instance_uid", series.uid)
-            image.SetMetaData("slice_instance_numbers", " ".join(map(str, series.instance_numbers)))
+            if uniform:
+                image.SetMetaData("slice_instance_numbers", " ".join(map(str, series.instance_numbers)))
         elif not path.is_file():
             raise FileNotFoundError(f"{str(path)!r} does not exist: expected an image file or a DICOM series folder.")
         else:

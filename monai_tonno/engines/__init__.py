@@ -24,6 +24,7 @@ from monai_tonno.engines.evaluation import (
 from monai_tonno.engines.losses import SliceBCEWithLogitsLoss, SliceMILLoss
 from monai_tonno.engines.outputs import slice_predictions, volume_predictions
 from monai_tonno.engines.samplers import DistributedReplacementSampler, class_balanced_weights
+from monai_tonno.engines.studies import StudyFailures, StudyReport, infer_studies, run_fingerprint, study_name
 
 __all__ = [
     "TABLE_COLUMNS",
@@ -32,6 +33,8 @@ __all__ = [
     "DistributedReplacementSampler",
     "MethodHeatmaps",
     "SliceBCEWithLogitsLoss",
+    "StudyFailures",
+    "StudyReport",
     "SliceMILLoss",
     "calibrate_detection_threshold",
     "check_resumable",
@@ -39,6 +42,9 @@ __all__ = [
     "collect_heatmaps",
     "ema_handler",
     "evaluate_methods",
+    "infer_studies",
+    "run_fingerprint",
+    "study_name",
     "method_heatmaps",
     "write_report",
     "latest_checkpoint",

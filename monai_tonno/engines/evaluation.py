@@ -11,8 +11,9 @@ reported (so that no number is fitted on the volumes it is reported on).
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from monai_tonno.atomic import atomic_write, write_json_atomic
+from monai_tonno.engines.studies import StudyFailures, describe_error, study_name
 from monai_tonno.inferers import SliceCAMInferer, TomographicInferer
 from monai_tonno.metrics import LesionDetectionMetric, MaxIoUMetric, VolumeDetectionMetric
 from monai_tonno.transforms import ConnectedComponents, body_mask, fit_threshold, save_threshold
@@ -90,6 +92,9 @@ def table_columns(overlap: str = "dice") -> tuple[str, ...]:
     return tuple(overlap if column == "dice" else column for column in TABLE_COLUMNS)
 
 
+logger = logging.getLogger(__name__)
+
+
 @dataclass
 class MethodHeatmaps:
     """Every method's heatmaps of a set of volumes, with their truths: what the protocol scores."""
@@ -98,6 +103,7 @@ class MethodHeatmaps:
     masks: list[np.ndarray]
     images: list[np.ndarray]
     names: list[str]
+    failures: dict[str, str] = field(default_factory=dict)  # volumes that could not be read, and why
 
 
 def collect_heatmaps(
@@ -110,12 +116,23 @@ def collect_heatmaps(
     body_channel: int | None = None,
     body_threshold: float = 0.5,
 ) -> MethodHeatmaps:
-    """Run every method on ``items`` (see :func:`evaluate_methods` for the arguments)."""
+    """Run every method on ``items`` (see :func:`evaluate_methods` for the arguments).
+
+    A volume that cannot be read is named in ``failures`` (and logged) and the others are evaluated.
+    """
     if len(items) < 2:
         raise ValueError(f"need at least 2 volumes (a fitting and an evaluation one), got {len(items)}.")
     network.eval()
     collected = MethodHeatmaps({}, [], [], [])
-    for index, item in enumerate(tqdm(items, desc="evaluating methods", disable=not progress)):
+    raw = getattr(items, "data", None)  # a MONAI Dataset: the datalist items, to name a volume it cannot read
+    for index in tqdm(range(len(items)), desc="evaluating methods", disable=not progress):
+        try:
+            item = items[index]
+        except Exception as error:  # one unreadable volume is named; the others are evaluated
+            name = study_name(raw[index]) if raw is not None else f"volume {index}"
+            collected.failures[name] = describe_error(error)
+            logger.error("could not read %s: %s", name, collected.failures[name])
+            continue
         image = torch.as_tensor(item["image"]).float()[None]
         collected.images.append(np.asarray(image[0].cpu()))
         collected.names.append(f"{index:03d}_{item.get('breast') or item.get('patient', 'volume')}")
@@ -124,6 +141,8 @@ def collect_heatmaps(
             collected.heatmaps.setdefault(key, []).append(heatmap * body)
         mask = np.asarray(torch.as_tensor(item["mask"]).cpu())
         collected.masks.append(mask.reshape(mask.shape[-3:]))
+    if len(collected.names) < 2:
+        raise StudyFailures("evaluation needs at least 2 readable volumes", collected.failures, len(collected.names))
     return collected
 
 
@@ -163,6 +182,7 @@ def evaluate_methods(
     body_channel: int | None = None,
     body_threshold: float = 0.5,
     overlap: str = "dice",
+    raise_on_failure: bool = True,
 ) -> list[dict]:
     """Run every method on ``items`` and score it on the evaluation half with thresholds fitted on the other.
 
@@ -186,6 +206,9 @@ def evaluate_methods(
         overlap: ``"dice"``, or ``"max_iou"`` when the masks are boxes (the IoU of the truth's box and the best
             matching predicted component's box replaces Dice; lesion precision is then pessimistic, since a
             second tumour outside the one box counts as a false positive).
+        raise_on_failure: when volumes could not be read, end with
+            :class:`~monai_tonno.engines.StudyFailures` naming them, once the others are scored and the report
+            written (so that the command exits non-zero).
 
     Returns:
         one row per method and layer: family, layer, the threshold, the fitting score, the table's columns and
@@ -205,6 +228,9 @@ def evaluate_methods(
             tonno[f"fit_{fit_score}"],
             method="ToNNO",
         )
+    if collected.failures and raise_on_failure:
+        where = f"; the report of the {len(collected.names)} others is in {str(output_dir)!r}" if output_dir else ""
+        raise StudyFailures(f"evaluation{where}", collected.failures, len(collected.names))
     return rows
 
 
