@@ -45,10 +45,11 @@ class FourierBackprojection:
         oversampling: gridding oversampling factor.
         dtype: real floating point type.
         device: device of the computation.
-        directions_per_spread: added directions are spread onto the grid in batches of at least this many
-            (fewer, larger tensor operations); default 64 on a CPU, 512 on a GPU.
+        directions_per_spread: added directions are turned into gridding points in batches of at least this
+            many (fewer, larger tensor operations); default 64 on a CPU, 512 on a GPU. The points are gridded
+            once, by :meth:`volume`.
         channels: profiles of several outputs per direction, ``(l, M, channels)``, reconstructed side by side
-            (one gridding grid each, sharing the kernel).
+            (sharing the gridding kernel).
     """
 
     def __init__(
@@ -87,7 +88,8 @@ class FourierBackprojection:
         if directions_per_spread is None:
             directions_per_spread = 64 if self.device.type == "cpu" else 512
         self.directions_per_spread = int(directions_per_spread)
-        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # added, not yet spread
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # added, not yet turned into points
+        self.points: list[tuple[torch.Tensor, torch.Tensor]] = []  # gridding frequencies and strengths
 
     def add(self, profiles: torch.Tensor, directions: torch.Tensor) -> None:
         """Add the backprojections of ``profiles`` ``(l, M)`` or ``(l, M, channels)`` along unit ``directions``."""
@@ -126,11 +128,29 @@ class FourierBackprojection:
             * spectrum[:, 1 : len(cycles) + 1]
         )
         theta = 2.0 * math.pi * cycles[None, :, None] * (directions * self.voxel_step)[:, None, :]
-        self.gridding.spread(theta.reshape(-1, 3), strengths.reshape(-1, self.channels))
+        self.points.append((theta.reshape(-1, 3), strengths.reshape(-1, self.channels)))
 
     def volume(self) -> torch.Tensor:
-        """The accumulated backprojection: real, of the geometry's shape, or ``(channels, *shape)``."""
+        """The accumulated backprojection: real, of the geometry's shape, or ``(channels, *shape)``.
+
+        The gridding runs here, once, slab by slab (:meth:`~monai_tonno.nufft.GaussianGridding.real_modes_of_points`),
+        so that the memory added to the output stays about 16 bytes per voxel and channel whatever the number of
+        directions (the whole oversampled grid and its FFT would take about 128).
+        """
         self._spread_pending()
-        modes = self.gridding.modes().real.reshape(self.channels, *self.geometry.shape)
-        volume = modes + self.constant[:, None, None, None]
+        if self.points:
+            theta = torch.cat([t for t, _ in self.points])
+            strengths = torch.cat([c for _, c in self.points])
+            if strengths.requires_grad and torch.is_grad_enabled():  # the grid path is the differentiable one
+                self.gridding.spread(theta, strengths)
+                volume = self.gridding.modes().real.reshape(self.channels, *self.geometry.shape)
+                return self._with_constant(volume)
+            volume = self.gridding.real_modes_of_points(theta, strengths).reshape(self.channels, *self.geometry.shape)
+        else:
+            volume = torch.zeros(self.channels, *self.geometry.shape, dtype=self.dtype, device=self.device)
+        volume += self.constant[:, None, None, None]  # in place: no second volume
+        return volume[0] if self.channels == 1 else volume
+
+    def _with_constant(self, volume: torch.Tensor) -> torch.Tensor:
+        volume = volume + self.constant[:, None, None, None]
         return volume[0] if self.channels == 1 else volume

@@ -177,6 +177,17 @@ class GaussianGridding:
 
     def kernel_entries(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Flat grid indices and real weights of every point's ``(2 w)^3`` kernel entries: ``(P, 2w, 2w, 2w)``."""
+        index, weights = self.axis_kernels(theta)
+        _, ny, nz = self.grid_shape
+        # the (2w)^3 entries are outer products; only the last step touches (P, 2w, 2w, 2w) tensors
+        flat_xy = (index[:, 0, :, None] * ny + index[:, 1, None, :]) * nz
+        flat = flat_xy[..., None] + index[:, 2, None, None, :]
+        weights_xy = weights[:, 0, :, None] * weights[:, 1, None, :]
+        return flat, weights_xy[..., None] * weights[:, 2, None, None, :]
+
+    def axis_kernels(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per point and axis, the grid indices (wrapped) and weights of the kernel's ``2 w`` entries:
+        ``(P, 3, 2w)`` each; a point's kernel is their outer product."""
         sizes = torch.tensor(self.grid_shape, dtype=self.dtype, device=self.device)
         position = theta * sizes / (2.0 * math.pi)  # in oversampled grid points
         offsets = torch.arange(1 - self.half_width, self.half_width + 1, device=self.device)
@@ -190,13 +201,90 @@ class GaussianGridding:
             device=self.device,
         )
         weights = torch.exp(-(distance**2) * rate[:, None])
-        index = index % torch.tensor(self.grid_shape, device=self.device)[:, None]
-        _, ny, nz = self.grid_shape
-        # the (2w)^3 entries are outer products; only the last step touches (P, 2w, 2w, 2w) tensors
-        flat_xy = (index[:, 0, :, None] * ny + index[:, 1, None, :]) * nz
-        flat = flat_xy[..., None] + index[:, 2, None, None, :]
-        weights_xy = weights[:, 0, :, None] * weights[:, 1, None, :]
-        return flat, weights_xy[..., None] * weights[:, 2, None, None, :]
+        return index % torch.tensor(self.grid_shape, device=self.device)[:, None], weights
+
+    def real_modes_of_points(
+        self, theta: torch.Tensor, strengths: torch.Tensor, memory_bytes: int | None = None
+    ) -> torch.Tensor:
+        """``Re`` of the type-1 sums of points ``theta`` with ``strengths``, without the oversampled grid.
+
+        The same sums as :meth:`spread` onto an empty grid followed by ``modes().real`` (equal to float rounding:
+        only the order of the additions differs), in bounded memory: the oversampled grid (``8 R^3`` bytes per
+        mode and channel in complex64, 64 at ``R = 2``) and its inverse FFT (as much again) never exist whole.
+        A few x-planes of the grid at a time are spread (each kernel entry once, as :meth:`spread` does) and
+        transformed along y and z. Since only the real part is wanted, planes ``k`` and ``-k`` are folded into
+        their Hermitian part as they come: a ``(channels, g_x / 2 + 1, N_y, N_z)`` complex intermediate (``4 R``
+        bytes per mode, 8 at ``R = 2``), which a real inverse FFT along x turns into the result a few rows at a
+        time. Not differentiable.
+
+        Args:
+            theta: ``(P, 3)`` frequencies in radians per grid step.
+            strengths: ``(P,)`` or ``(P, channels)`` complex strengths.
+            memory_bytes: the memory of one slab's grid and transforms; default the larger of half a byte per mode
+                and 4 MiB on a CPU, 64 MiB on a GPU.
+
+        Returns:
+            real ``shape``, or ``(channels, *shape)`` with several channels.
+        """
+        theta = theta.detach().to(device=self.device, dtype=self.dtype)
+        strengths = strengths.detach().to(device=self.device, dtype=self.complex_dtype).reshape(-1, self.channels)
+        if theta.ndim != 2 or theta.shape[1] != 3 or strengths.shape[0] != theta.shape[0]:
+            raise ValueError(
+                f"expected theta of shape (P, 3) and strengths of shape (P,) or (P, channels={self.channels}), got "
+                f"{tuple(theta.shape)} and {tuple(strengths.shape)}."
+            )
+        channels = self.channels
+        (nx, ny, nz), (gx, gy, gz) = self.shape, self.grid_shape
+        item = torch.empty((), dtype=self.complex_dtype).element_size()
+        if memory_bytes is None:  # on a GPU, fewer and larger slabs keep it busy
+            memory_bytes = max(nx * ny * nz // 2, (4 if self.device.type == "cpu" else 64) << 20)
+        centred = [
+            (torch.arange(n, device=self.device) - n // 2) % g for n, g in zip(self.shape, self.grid_shape, strict=True)
+        ]
+        correction_yz = self._kernel_correction(1) * self._kernel_correction(2)
+        # every (point, x-offset) pair of the kernels, sorted by the x-plane it lands on: a slab of planes takes
+        # a contiguous run of pairs, so each kernel entry is spread exactly once
+        index, weights = self.axis_kernels(theta)  # (P, 3, 2w)
+        index = index.int()  # a few hundred bytes per point in all: the tables below are per point, not per voxel
+        width = 2 * self.half_width
+        plane, order = index[:, 0].reshape(-1).sort(stable=True)
+        point = (order // width).int()
+        weight_x = weights[:, 0].reshape(-1)[order]
+        del order
+        pairs_per_call = max(16, memory_bytes // (4 * width * width * (8 + 2 * item)))
+        half = gx // 2  # gx is even
+        hermitian = torch.zeros(channels, half + 1, ny, nz, dtype=self.complex_dtype, device=self.device)
+        planes = max(1, min(gx, memory_bytes // max(1, 3 * channels * gy * gz * item)))
+        bounds = torch.searchsorted(plane, torch.arange(0, gx + planes, planes, device=self.device)).tolist()
+        for slab_index, low in enumerate(range(0, gx, planes)):
+            high = min(low + planes, gx)
+            slab = torch.zeros(channels, (high - low) * gy * gz, dtype=self.complex_dtype, device=self.device)
+            for start in range(bounds[slab_index], bounds[slab_index + 1], pairs_per_call):
+                stop = min(start + pairs_per_call, bounds[slab_index + 1])
+                owner = point[start:stop].long()
+                kernel_index, kernel_weight = index[owner].long(), weights[owner]
+                yz = (kernel_index[:, 1, :, None] * gz + kernel_index[:, 2, None, :]).reshape(-1, width * width)
+                flat = (plane[start:stop, None].long() - low) * (gy * gz) + yz  # (pairs, 4w^2)
+                scale = strengths[owner] * weight_x[start:stop, None]  # (pairs, channels)
+                yz_weight = (kernel_weight[:, 1, :, None] * kernel_weight[:, 2, None, :]).reshape(-1, width * width)
+                values = scale.T[:, :, None] * yz_weight  # (channels, pairs, 4w^2)
+                slab.index_add_(1, flat.reshape(-1), values.reshape(channels, -1))
+            spectrum = torch.fft.ifftn(slab.reshape(channels, high - low, gy, gz), dim=(2, 3))
+            del slab
+            spectrum = spectrum.index_select(2, centred[1]).index_select(3, centred[2]) * (0.5 * correction_yz)
+            # Re(sum_k H_k e^{i w k j}) is the transform of the Hermitian part (H_k + conj(H_-k)) / 2
+            k = torch.arange(low, high, device=self.device)
+            low_half, high_half = k <= half, (k >= half) | (k == 0)
+            hermitian.index_add_(1, k[low_half], spectrum[:, low_half])
+            hermitian.index_add_(1, (gx - k[high_half]) % gx, spectrum[:, high_half].conj())
+            del spectrum
+        result = torch.empty(channels, nx, ny, nz, dtype=self.dtype, device=self.device)
+        correction_x = self._kernel_correction(0)
+        rows = max(1, min(ny, memory_bytes // max(1, 3 * channels * gx * nz * item)))
+        for low in range(0, ny, rows):
+            real = torch.fft.irfft(hermitian[:, :, low : low + rows], n=gx, dim=1)
+            result[:, :, low : low + rows] = real.index_select(1, centred[0]) * correction_x
+        return result[0] if channels == 1 else result
 
     def modes(self) -> torch.Tensor:
         """``f[j]`` for the centred ``j``: complex ``shape`` (index ``N // 2`` holds ``j = 0``), or

@@ -76,7 +76,7 @@ def _outputs(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*.nii.gz"))}
 
 
-def test_inference_finishes_every_readable_study_names_the_others_and_resumes(trained, tmp_path):
+def test_inference_and_evaluation_finish_every_readable_study_name_the_others_and_resume(trained, tmp_path):
     tmp, common = trained
     dataset = tmp_path / "user data"
     shutil.copytree(common["dataset_dir"], dataset)
@@ -94,6 +94,11 @@ def test_inference_finishes_every_readable_study_names_the_others_and_resumes(tr
     written = _outputs(predictions)
     assert len(written) == 10 and not any(broken.name in name for name in written)  # the five others, complete
     assert not list(predictions.rglob(".*partial*"))
+
+    evaluation = run_bundle("autopet", ["evaluate.json"], "run", {**run, "eval_split": "all", "num_angles": 4,
+                                                                  "num_slices": 4}, ok=False)  # fmt: skip
+    assert evaluation.returncode != 0 and "1 of 6 studies failed" in evaluation.stdout + evaluation.stderr
+    assert "| ToNNO" in (tmp_path / "out" / "evaluation" / "table.md").read_text()  # of the five readable ones
 
     again = run_bundle("autopet", ["inference.json"], "inference", run, ok=False)
     assert "skipped 5 whose outputs were complete, 1 failed" in again.stdout + again.stderr

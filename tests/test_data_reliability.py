@@ -5,6 +5,7 @@ folder of one label. Each is refused with its name or handled by a documented ru
 
 import json
 import logging
+import re
 import shutil
 
 import nibabel as nib
@@ -22,6 +23,8 @@ from monai_tonno.data import (
     generate_synthetic_duke,
     write_dicom_series,
 )
+from monai_tonno.networks import load_network_config
+from monai_tonno.transforms import Binarize, load_threshold, save_threshold
 
 
 def _series_with_a_gap(folder):
@@ -142,3 +145,40 @@ def test_training_refuses_a_split_of_one_label_and_names_the_counts(caplog):
     with caplog.at_level(logging.WARNING):
         assert check_training_split((mixed, [{"patient": "c", "label": 0}])) == (mixed, [{"patient": "c", "label": 0}])
     assert "validation split has 0 volumes with lesions and 1 without" in caplog.text
+
+
+def test_a_threshold_is_refused_for_another_model_and_when_not_finite(tmp_path):
+    model, other = tmp_path / "model.pt", tmp_path / "other.pt"
+    model.write_bytes(b"weights of the model the threshold was fitted on")
+    other.write_bytes(b"weights of another run")
+    save_threshold(tmp_path / "threshold.json", 0.25, "volume_balanced_accuracy", 1.0, model)
+    assert load_threshold(tmp_path / "threshold.json", model) == 0.25
+    assert Binarize("hysteresis", threshold_file=str(tmp_path / "threshold.json"), model_file=str(model)).value == 0.25
+    with pytest.raises(ValueError, match="was calibrated for another model than .*other.pt"):
+        Binarize("hysteresis", threshold_file=str(tmp_path / "threshold.json"), model_file=str(other))
+    (tmp_path / "old.json").write_text(json.dumps({"threshold": 0.25}))  # written before thresholds named a model
+    with pytest.raises(ValueError, match="does not say which model it was calibrated for"):
+        load_threshold(tmp_path / "old.json", model)
+    (tmp_path / "nan.json").write_text('{"threshold": NaN}')
+    with pytest.raises(ValueError, match="holds the threshold nan; a finite number was expected"):
+        load_threshold(tmp_path / "nan.json")
+    with pytest.raises(ValueError, match="must be finite"):
+        save_threshold(tmp_path / "inf.json", float("inf"), "x", 0.0)
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"slice_size": 0}, "slice_size 0"),
+        ({"slice_size": "64"}, "slice_size '64'"),
+        ({"preprocessing": {"pixdim": [4.0, 0.0, 4.0]}}, "preprocessing.pixdim [4.0, 0.0, 4.0]"),
+        ({"preprocessing": {"intensity_scale": [10.0, None]}}, "preprocessing.intensity_scale [10.0, None]"),
+    ],
+)
+def test_a_network_json_with_unusable_values_is_named(tmp_path, change, named):
+    config = {"format_version": 1, "network": {"name": "test_resnet"}, "slice_size": 24,
+              "preprocessing": {"pixdim": [4.0, 4.0, 4.0]}, **change}  # fmt: skip
+    (tmp_path / "network.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=re.escape(named)) as error:
+        load_network_config(tmp_path / "model.pt")
+    assert str(tmp_path / "network.json") in str(error.value)

@@ -291,7 +291,8 @@ class TomographicInferer(Inferer):
         volumes = [self._reconstruct(inputs, index, score, modes) for index in range(len(inputs))]
         result = {}
         for key in modes:
-            output = torch.stack([volume[key].to(device) for volume in volumes])
+            moved = [volume.pop(key).to(device) for volume in volumes]  # popped: no second reference to free
+            output = moved[0][None] if len(moved) == 1 else torch.stack(moved)  # one volume: a view, not a copy
             if isinstance(inputs, MetaTensor):
                 output = convert_to_dst_type(output, inputs, device=device, dtype=output.dtype)[0]
             result[key] = output

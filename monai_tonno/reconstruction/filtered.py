@@ -75,7 +75,7 @@ class FilteredBackprojection(Reconstructor):
         for start in range(0, filtered.shape[-1], self.channels_per_pass):
             chunk = filtered[..., start : start + self.channels_per_pass]
             channels.append(self._backproject(chunk, directions))
-        return torch.cat(channels)
+        return channels[0] if len(channels) == 1 else torch.cat(channels)  # no copy of a one-pass volume
 
     def _backproject(self, filtered: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         """``(L, M, c)`` filtered profiles to ``(c, X, Y, Z)``."""
