@@ -124,8 +124,12 @@ def test_inference_on_a_folder_of_one_study(trained, tmp_path):
     shutil.copytree(study, dataset / "FDG-PET-CT-Lesions" / study.parent.name / study.name)
     run = {**common, **TINY_INFERENCE, "dataset_dir": str(dataset), "output_dir": str(tmp_path / "out")}
     shutil.copytree(Path(common["output_dir"]) / "models", tmp_path / "out" / "models")
-    run_bundle("autopet", ["inference.json"], "inference", run)
+    finished = run_bundle("autopet", ["inference.json"], "inference", run)
     assert len(list((tmp_path / "out" / "predictions").rglob("*_mask.nii.gz"))) == 1
+    # two calibration studies (one of each label) can never be told apart better than chance (p = 1/2): no
+    # threshold was written, and inference says what its masks are worth
+    assert not (tmp_path / "out" / "models" / "threshold.json").exists()
+    assert "no calibrated mask threshold" in finished.stdout + finished.stderr
 
 
 def test_a_threshold_copied_from_another_model_is_refused(trained, tmp_path):

@@ -1,5 +1,7 @@
 # Copyright (c) monai_tonno contributors
 # SPDX-License-Identifier: Apache-2.0
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -182,12 +184,36 @@ def test_calibration_writes_a_separating_threshold_or_removes_a_stale_one(tmp_pa
         return {"image": image, "label": label}
 
     network, output = torch.nn.Identity(), tmp_path / "threshold.json"
-    items = [item(3.0, 1), item(2.0, 1), item(0.5, 0), item(0.0, 0)]
+    items = [item(level, 1) for level in (3.0, 2.5, 2.2, 2.0)] + [item(level, 0) for level in (0.5, 0.3, 0.1, 0.0)]
     threshold = calibrate_detection_threshold(items, network, _ChannelZero(), output, min_size=8, progress=False)
     assert 0.5 < threshold < 2.0 and output.is_file()  # between the brightest negative and the faintest positive
+    assert json.loads(output.read_text())["p_value"] == pytest.approx(1 / 70)  # one assignment of 4 in 8
     # a model that cannot tell them apart: no threshold, and the earlier one is not left for inference to use
     same = [item(1.0, 1), item(1.0, 0)]
     assert calibrate_detection_threshold(same, network, _ChannelZero(), output, min_size=8, progress=False) is None
     assert not output.exists() and "train longer" in caplog.text
     assert calibrate_detection_threshold(items[:2], network, _ChannelZero(), output, progress=False) is None
     assert "labels [1]" in caplog.text
+    # perfectly separated, but two volumes of each label are separated so by chance once in six: not enough
+    few = [items[0], items[1], items[4], items[5]]
+    assert calibrate_detection_threshold(few, network, _ChannelZero(), output, min_size=8, progress=False) is None
+    assert "which chance reaches with probability 0.17" in caplog.text
+
+
+def test_a_calibration_no_better_than_chance_writes_no_threshold(tmp_path, caplog):
+    """The issue's case: a model at chance, 16 calibration volumes, the best threshold's balanced accuracy above
+    0.5 by luck. The permutation test accounts for the threshold being the best of 16 cuts."""
+    from monai_tonno.engines import calibrate_detection_threshold
+
+    labels = [1, 0, 1, 1, 0, 0, 1, 0, 1, 0, 0, 1, 0, 1, 1, 0]  # by falling peak: no order a classifier learnt
+    items = []
+    for index, label in enumerate(labels):
+        image = torch.zeros(1, 10, 10, 10)
+        image[0, 2:5, 2:5, 2:5] = 2.0 - 0.05 * index
+        items.append({"image": image, "label": label})
+    peaks_accuracy = calibrate_detection_threshold(
+        items, torch.nn.Identity(), _ChannelZero(), tmp_path / "t.json", min_size=8, progress=False
+    )
+    assert peaks_accuracy is None and not (tmp_path / "t.json").exists()
+    assert "balanced accuracy of 0.62, which chance reaches with probability 0.62" in caplog.text
+    # the old rule (balanced accuracy above 0.5) would have written a threshold at 0.62

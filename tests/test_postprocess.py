@@ -227,3 +227,14 @@ def test_hysteresis_reads_the_calibrated_threshold(tmp_path):
 
     path = save_threshold(tmp_path / "threshold.json", 2.5, "volume_balanced_accuracy", 1.0)
     assert Binarize("hysteresis", threshold_file=str(path)).value == 2.5
+
+
+def test_separation_p_value_counts_the_label_assignments_that_separate_as_well():
+    from monai_tonno.transforms import separation_p_value
+
+    peaks = [3.0, 2.0, 1.0, 0.0, -1.0, -2.0]
+    assert separation_p_value(peaks, [1, 1, 1, 0, 0, 0]) == pytest.approx(1 / 20)  # only this one of C(6, 3)
+    # one swap in the middle: best balanced accuracy 5/6 at the cut after 2 or 4; 6 of 20 assignments reach it
+    assert separation_p_value(peaks, [1, 1, 0, 1, 0, 0]) == pytest.approx(6 / 20)
+    assert separation_p_value(peaks, [0, 0, 0, 1, 1, 1]) == 1.0  # reversed: every assignment does as well
+    assert separation_p_value([1.0, 1.0, 0.0, 0.0], [1, 0, 1, 0]) == 1.0  # tied peaks cannot be cut apart

@@ -3,7 +3,7 @@
 """Pieces that MONAI engines and the bundles need to train a slice classifier from volume labels."""
 
 from monai_tonno.engines.averaging import ema_handler
-from monai_tonno.engines.calibration import calibrate_detection_threshold
+from monai_tonno.engines.calibration import calibrate_detection_threshold, warn_uncalibrated
 from monai_tonno.engines.checkpoints import (
     AtomicCheckpointSaver,
     RandomStates,
@@ -45,6 +45,7 @@ __all__ = [
     "infer_studies",
     "run_fingerprint",
     "study_name",
+    "warn_uncalibrated",
     "method_heatmaps",
     "write_report",
     "latest_checkpoint",

@@ -14,9 +14,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from monai_tonno.inferers import TomographicInferer
-from monai_tonno.transforms import body_mask, fit_detection_threshold, save_threshold
+from monai_tonno.transforms import body_mask, detection_peak, save_threshold, separation_p_value, threshold_from_peaks
 
-__all__ = ["calibrate_detection_threshold"]
+__all__ = ["calibrate_detection_threshold", "warn_uncalibrated"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ def calibrate_detection_threshold(
     body_threshold: float = 0.5,
     progress: bool = True,
     model_file: str | Path | None = None,
+    significance: float = 0.05,
 ) -> float | None:
     """Fit ToNNO's detection threshold on labelled validation volumes and save it for inference's ``hysteresis``
     (or ``fitted``) binarisation.
@@ -51,6 +52,9 @@ def calibrate_detection_threshold(
         progress: show a progress bar over volumes.
         model_file: the file ``network`` was loaded from; its SHA-256 goes into the threshold file, so that
             inference refuses the threshold with any other model.
+        significance: the largest chance of reaching the observed separation by luck
+            (:func:`~monai_tonno.transforms.separation_p_value`, which accounts for how few volumes there are and
+            for the threshold being the best of many) at which a threshold is still written.
 
     Returns:
         The threshold, or ``None`` (with a warning, and any earlier ``output_file`` removed so that inference does
@@ -73,21 +77,43 @@ def calibrate_detection_threshold(
             if body_channel is not None:
                 heatmap = heatmap * body_mask(image, body_channel, body_threshold)
             heatmaps.append(heatmap)
-    threshold, accuracy = fit_detection_threshold(heatmaps, labels, min_size)
-    if accuracy <= 0.5:
+    peaks = [detection_peak(heatmap, min_size) for heatmap in heatmaps]
+    if not any(np.isfinite(peaks)):
+        return _no_threshold(output_file, f"no calibration heatmap has a component of {min_size} voxels")
+    threshold, accuracy = threshold_from_peaks(peaks, labels)
+    chance = separation_p_value(peaks, labels)
+    if accuracy <= 0.5 or chance > significance:
         return _no_threshold(
             output_file,
-            f"no threshold tells the {len(labels)} calibration volumes with lesions from those without (balanced "
-            f"accuracy {accuracy:.2f}): the classifier has not learnt enough to find lesions; train longer",
+            f"the {len(labels)} calibration volumes ({sum(labels)} with lesions) are told apart with a balanced "
+            f"accuracy of {accuracy:.2f}, which chance reaches with probability {chance:.2f} (more than "
+            f"{significance}): the classifier has not learnt to find lesions; train longer (more --max_iterations) "
+            "or calibrate on more volumes (a larger --val_fraction)",
         )
     save_threshold(output_file, threshold, "volume_balanced_accuracy", accuracy, model_file, method="ToNNO",
-                   volumes=len(items), num_angles=inferer.num_angles, num_slices=inferer.num_slices)  # fmt: skip
-    logger.info("mask threshold %.4g (volume balanced accuracy %.2f on %d volumes) -> %s", threshold, accuracy,
-                len(items), output_file)  # fmt: skip
+                   volumes=len(items), p_value=chance, num_angles=inferer.num_angles,
+                   num_slices=inferer.num_slices)  # fmt: skip
+    logger.info("mask threshold %.4g (volume balanced accuracy %.2f on %d volumes, chance %.3g) -> %s", threshold,
+                accuracy, len(items), chance, output_file)  # fmt: skip
     return threshold
 
 
 def _no_threshold(output_file: Path, why: str) -> None:
     if output_file.is_file():
         output_file.unlink()  # an earlier training's threshold does not belong to this model
-    logger.warning("no mask threshold calibrated: %s. Inference will use Otsu's threshold per volume.", why)
+    logger.warning(
+        "no mask threshold calibrated: %s. Inference will use Otsu's threshold per volume, which finds components "
+        "in every volume, with or without a lesion.",
+        why,
+    )
+
+
+def warn_uncalibrated(threshold_file: str | Path) -> None:
+    """Inference's warning before it writes masks without a calibrated threshold beside the model."""
+    logger.warning(
+        "no calibrated mask threshold at %s: the masks are cut at Otsu's threshold per study, which finds "
+        "components in every study, with or without a lesion. Training writes it when its classifier tells the "
+        "calibration studies apart better than chance; when training warned 'no mask threshold calibrated', "
+        "train longer before trusting these masks.",
+        threshold_file,
+    )

@@ -44,6 +44,8 @@ TABLE_COLUMNS = ("precision", "recall", "f1", "dice", "balanced_accuracy")
 OVERLAPS = ("dice", "max_iou")
 FAMILIES = ("GradCAM", "LayerCAM", "ToNNO", "Averaged LayerCAM", "Tomographic LayerCAM")
 
+logger = logging.getLogger(__name__)
+
 
 def method_heatmaps(
     volume: torch.Tensor,
@@ -90,9 +92,6 @@ def table_columns(overlap: str = "dice") -> tuple[str, ...]:
     if overlap not in OVERLAPS:
         raise ValueError(f"overlap must be one of {OVERLAPS}, got {overlap!r}.")
     return tuple(overlap if column == "dice" else column for column in TABLE_COLUMNS)
-
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass

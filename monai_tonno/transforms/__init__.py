@@ -14,6 +14,8 @@ from monai_tonno.transforms.threshold import (
     fit_threshold,
     load_threshold,
     save_threshold,
+    separation_p_value,
+    threshold_from_peaks,
 )
 
 __all__ = [
@@ -36,6 +38,8 @@ __all__ = [
     "breast_output_name",
     "detection_peak",
     "fit_detection_threshold",
+    "separation_p_value",
+    "threshold_from_peaks",
     "fit_threshold",
     "load_threshold",
     "otsu_threshold",
