@@ -161,7 +161,11 @@ def test_max_iou_replaces_dice_when_the_truths_are_boxes(tmp_path):
     assert tonno["max_iou"] == pytest.approx(0.5) and "dice" not in tonno
     assert tonno["f1"] == 1.0 and tonno["balanced_accuracy"] == 1.0
     table = write_report(rows, tmp_path, overlap="max_iou")
-    assert "| MaxIoU |" in table and "Dice" not in table
+    assert "| MaxIoU |" in table and "Dice" not in table and "| F1 pooled |" in table
+    assert "MaxIoU is the mean over the volumes with a box" in table
+    dice_rows = score_methods(MethodHeatmaps(collected.heatmaps, masks, collected.images, collected.names), "f1", 8)
+    dice_table = write_report(dice_rows, tmp_path / "dice")
+    assert "| F1 pooled | Dice | Dice (lesion volumes) |" in dice_table and "predicting nothing scores 0" in dice_table
     with pytest.raises(ValueError, match="overlap must be one of"):
         score_methods(collected, overlap="iou")
 

@@ -73,3 +73,24 @@ def test_metric_classes_accumulate_over_batches():
     boxes = MaxIoUMetric()
     boxes(batch_pred, batch_truth)
     assert boxes.aggregate() == pytest.approx(max_iou(pred, truth > 0))  # the empty volume is skipped
+
+
+def test_predicting_nothing_scores_the_share_of_negatives_in_the_means_and_zero_in_pooled_f1_and_lesion_dice():
+    """The issue's reading of a table of zeros: F1 0.60 for a method that finds nothing, on 3 negatives of 5."""
+    pred, truth = hand_made()
+    truths = torch.as_tensor(np.stack([truth, truth, np.zeros_like(truth), np.zeros_like(truth), np.zeros_like(truth)]))
+    nothing = torch.zeros_like(truths)
+    metric = LesionDetectionMetric()
+    metric(nothing[:, None], truths[:, None])
+    result = metric.aggregate()
+    assert result["f1"] == pytest.approx(0.6) and result["dice"] == pytest.approx(0.6)
+    assert result["f1_pooled"] == 0.0 and result["dice_positive"] == 0.0
+    found = LesionDetectionMetric()
+    found(
+        torch.as_tensor(np.stack([pred, np.zeros_like(pred)]))[:, None], torch.as_tensor(np.stack([truth] * 2))[:, None]
+    )
+    both = found.aggregate()
+    assert both["dice_positive"] == pytest.approx(16 / 70 / 2)  # the volume with lesions and no component counts 0
+    only_negatives = LesionDetectionMetric()
+    only_negatives(nothing[2:, None], truths[2:, None])
+    assert np.isnan(only_negatives.aggregate()["dice_positive"])

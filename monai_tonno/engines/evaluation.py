@@ -40,7 +40,28 @@ __all__ = [
     "write_report",
 ]
 
-TABLE_COLUMNS = ("precision", "recall", "f1", "dice", "balanced_accuracy")
+TABLE_COLUMNS = ("precision", "recall", "f1", "f1_pooled", "dice", "dice_positive", "balanced_accuracy")
+COLUMN_NAMES = {"f1_pooled": "F1 pooled", "dice_positive": "Dice (lesion volumes)", "max_iou": "MaxIoU"}
+
+
+def columns_note(overlap: str = "dice") -> str:
+    """What each column of the report averages."""
+    if overlap == "max_iou":
+        return (
+            "Precision, recall and F1 are means over volumes, in which a volume without lesions and without "
+            "components scores 1 (a method that predicts nothing scores the share of such volumes); F1 pooled is "
+            "from the lesion counts of all volumes together, in which predicting nothing scores 0; MaxIoU is the "
+            "mean over the volumes with a box; balanced accuracy calls a volume positive when a component survives."
+        )
+    return (
+        "Precision, recall, F1 and Dice are means over volumes, in which a volume without lesions and without "
+        "components scores 1 (a method that predicts nothing scores the share of such volumes); F1 pooled is from "
+        "the lesion counts of all volumes together and Dice (lesion volumes) the mean over the volumes with "
+        "lesions, in both of which predicting nothing scores 0; balanced accuracy calls a volume positive when a "
+        "component survives."
+    )
+
+
 OVERLAPS = ("dice", "max_iou")
 FAMILIES = ("GradCAM", "LayerCAM", "ToNNO", "Averaged LayerCAM", "Tomographic LayerCAM")
 
@@ -82,8 +103,8 @@ def _scores(
             boxes(prediction[None], truth[None])
     scores = {**lesions.aggregate(), "balanced_accuracy": volumes.aggregate()}
     if overlap == "max_iou":  # the truth is a box: the overlap of boxes replaces Dice (Section 4.3)
-        scores["max_iou"] = boxes.aggregate()
-        del scores["dice"]
+        scores["max_iou"] = boxes.aggregate()  # over the volumes with a box already
+        del scores["dice"], scores["dice_positive"]
     return scores
 
 
@@ -91,7 +112,9 @@ def table_columns(overlap: str = "dice") -> tuple[str, ...]:
     """The report's columns: Table 2's, with MaxIoU in place of Dice when the truths are boxes."""
     if overlap not in OVERLAPS:
         raise ValueError(f"overlap must be one of {OVERLAPS}, got {overlap!r}.")
-    return tuple(overlap if column == "dice" else column for column in TABLE_COLUMNS)
+    if overlap == "max_iou":
+        return tuple("max_iou" if c == "dice" else c for c in TABLE_COLUMNS if c != "dice_positive")
+    return TABLE_COLUMNS
 
 
 @dataclass
@@ -260,7 +283,7 @@ def write_report(rows: Sequence[dict], output_dir: str | Path, fit_score: str = 
     best = [row for row in rows if row.get("best_layer", True)]
     write_json_atomic(folder / "table.json", best)
     baseline = next((row for row in best if row["family"] == "LayerCAM"), None)
-    names = {"max_iou": "MaxIoU"}
+    names = COLUMN_NAMES
     lines = ["| Method | " + " | ".join(names.get(c, c.replace("_", " ").capitalize()) for c in columns) + " |"]
     lines.append("|---|" + "---|" * len(columns))
     for family in FAMILIES:
@@ -276,7 +299,7 @@ def write_report(rows: Sequence[dict], output_dir: str | Path, fit_score: str = 
             cells.append(cell)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + f"\n\nThresholds and layers fitted on alternate volumes by {fit_score}; "
-    table += "differences with slice-wise LayerCAM in brackets.\n"
+    table += "differences with slice-wise LayerCAM in brackets. " + columns_note(overlap) + "\n"
     with atomic_write(folder / "table.md") as handle:
         handle.write(table)
     return table

@@ -177,7 +177,11 @@ class LesionDetectionMetric(_PerVolumeMetric):
     """Lesion-wise precision, recall, F1 and Dice, each the mean over volumes (``reduction="mean"``) or, for
     precision, recall and F1, from counts pooled over all volumes (``reduction="pooled"``).
 
-    ``aggregate()`` returns ``{"precision", "recall", "f1", "dice"}``.
+    ``aggregate()`` returns ``{"precision", "recall", "f1", "dice"}`` by ``reduction``, and whatever the reduction
+    ``"f1_pooled"`` (from the lesion counts of all volumes) and ``"dice_positive"`` (the mean Dice over the volumes
+    whose truth has a lesion; NaN without one). The per-volume means score a volume without lesions and without
+    components 1, so a method that predicts nothing scores the share of negative volumes there; it scores 0 in
+    these two.
     """
 
     def __init__(self, reduction: str = "mean") -> None:
@@ -188,19 +192,23 @@ class LesionDetectionMetric(_PerVolumeMetric):
 
     def _row(self, prediction: np.ndarray, ground_truth: np.ndarray) -> list[float]:
         counts = lesion_counts(prediction, ground_truth)
-        return [*precision_recall_f1(counts), dice(prediction, ground_truth), *vars(counts).values()]
+        has_lesion = float(np.asarray(ground_truth).any())
+        return [*precision_recall_f1(counts), dice(prediction, ground_truth), *vars(counts).values(), has_lesion]
 
     def aggregate(self) -> dict[str, float]:  # type: ignore[override]
         data = self._buffer()
+        positive = data[:, -1] > 0
         result = {"dice": float(data[:, 3].mean())}
+        totals = data[:, 4:-1].sum(0).long().tolist()
+        pooled = precision_recall_f1(LesionCounts(*totals))
         if self.reduction == "mean":
             result.update(
                 precision=float(data[:, 0].mean()), recall=float(data[:, 1].mean()), f1=float(data[:, 2].mean())
             )
         else:
-            totals = data[:, 4:].sum(0).long().tolist()
-            precision, recall, f1 = precision_recall_f1(LesionCounts(*totals))
-            result.update(precision=precision, recall=recall, f1=f1)
+            result.update(precision=pooled[0], recall=pooled[1], f1=pooled[2])
+        result["f1_pooled"] = pooled[2]
+        result["dice_positive"] = float(data[positive, 3].mean()) if bool(positive.any()) else float("nan")
         return result
 
 
