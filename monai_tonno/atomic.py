@@ -20,7 +20,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_path", "atomic_write", "file_digest", "fsync_dir", "torch_save_atomic", "write_json_atomic"]
+__all__ = [
+    "atomic_path",
+    "atomic_write",
+    "file_digest",
+    "file_stamp",
+    "fsync_dir",
+    "torch_save_atomic",
+    "write_json_atomic",
+]
 
 PARTIAL_MARK = ".partial-"
 
@@ -109,3 +117,10 @@ def file_digest(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_stamp(path: str | Path) -> list[int]:
+    """``[size, modification time in ns]`` of a file: what a cache entry or a record about the file is keyed by, so
+    that a replaced file (another mask, a rewritten output) is not taken for the one described."""
+    status = Path(path).stat()
+    return [int(status.st_size), int(status.st_mtime_ns)]

@@ -108,9 +108,9 @@ class FourierBackprojection:
         self.pending.append((profiles.to(device=self.device, dtype=self.dtype),
                              directions.to(device=self.device, dtype=self.dtype)))  # fmt: skip
         if sum(len(p) for p, _ in self.pending) >= self.directions_per_spread:
-            self._spread_pending()
+            self._collect_points()
 
-    def _spread_pending(self) -> None:
+    def _collect_points(self) -> None:
         if not self.pending:
             return
         profiles = torch.cat([p for p, _ in self.pending])
@@ -137,7 +137,7 @@ class FourierBackprojection:
         so that the memory added to the output stays about 16 bytes per voxel and channel whatever the number of
         directions (the whole oversampled grid and its FFT would take about 128).
         """
-        self._spread_pending()
+        self._collect_points()
         if self.points:
             theta = torch.cat([t for t, _ in self.points])
             strengths = torch.cat([c for _, c in self.points])

@@ -85,14 +85,26 @@ def test_a_duke_patient_with_a_repeated_study_is_skipped_and_named(tmp_path, cap
 def test_a_duke_phase_with_two_series_in_one_study_is_skipped_and_named(tmp_path, caplog):
     root = _duke(tmp_path)
     study = next((root / "Duke-Breast-Cancer-MRI" / "Breast_MRI_001").iterdir())
-    pre = next(study.glob("*dyn pre*"))
-    write_dicom_series(np.ones((24, 24, 8)), study / "9.000000-ax dyn pre repeat-20009", (6.0, 6.0, 10.0),
-                       description="ax dyn pre", seed=5)  # fmt: skip
-    assert pre.is_dir()
+    repeat = study / "9.000000-ax dyn pre repeat-20009"  # a second pre-contrast series beside the first
+    write_dicom_series(np.ones((24, 24, 8)), repeat, (6.0, 6.0, 10.0), description="ax dyn pre", seed=5)
     with caplog.at_level(logging.WARNING):
         items = duke_datalist(root, progress=False)
     assert {item["patient"] for item in items} == {"Breast_MRI_002"}
     assert "Breast_MRI_001 (the pre phase has 2 series in one study" in caplog.text
+
+
+def test_a_duke_patient_whose_phases_are_in_different_studies_is_skipped_and_named(tmp_path, caplog):
+    root = _duke(tmp_path)
+    patient = root / "Duke-Breast-Cancer-MRI" / "Breast_MRI_002"
+    study = next(patient.iterdir())
+    later = patient / study.name.replace("1990", "1991")
+    later.mkdir()
+    post = next(study.glob("*1st pass*"))
+    shutil.move(str(post), str(later / post.name))  # pre-contrast of one visit, post-contrast of another
+    with caplog.at_level(logging.WARNING):
+        items = duke_datalist(root, progress=False)
+    assert {item["patient"] for item in items} == {"Breast_MRI_001"}
+    assert "Breast_MRI_002 (the needed phases ['pre', 'post1'] are spread over 2 studies" in caplog.text
 
 
 def test_the_duke_series_cache_sees_a_series_replaced_below_the_patient_folder(tmp_path, caplog):

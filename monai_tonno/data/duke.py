@@ -266,7 +266,10 @@ def _series_by_phase(patient_dir: Path, needed: Sequence[str], dynamic: str) -> 
         raise ValueError(f"{len(complete)} studies hold every needed phase ({names}); keep one study per patient")
     if not complete:
         found = {phase for phases in studies.values() for phase in phases}
-        return {}, [p for p in needed if p not in found] or list(needed)
+        missing = [p for p in needed if p not in found]
+        if not missing:  # every phase exists, but no study has them all
+            raise ValueError(f"the needed phases {list(needed)} are spread over {len(studies)} studies, none has all")
+        return {}, missing
     phases = next(iter(complete.values()))
     repeated = {phase: folders for phase, folders in phases.items() if len(set(folders)) > 1}
     if repeated:

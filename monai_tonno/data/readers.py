@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 from tqdm.auto import tqdm
 
-from monai_tonno.atomic import write_json_atomic
+from monai_tonno.atomic import file_stamp, write_json_atomic
 
 __all__ = [
     "alternate_by_label",
@@ -106,13 +106,6 @@ def autopet_datalist(
     if cache_path:
         write_json_atomic(cache_path, cache, indent=1)
     return items
-
-
-def file_stamp(path: Path) -> list[int]:
-    """``[size, modification time in ns]`` of a file: what a cache entry about the file is keyed by, so that a
-    replaced file (another mask, a re-exported series) is read again instead of answered from the cache."""
-    status = path.stat()
-    return [int(status.st_size), int(status.st_mtime_ns)]
 
 
 def _read_cache(path: Path | None) -> dict:

@@ -28,7 +28,7 @@ from monai.data import MetaTensor, decollate_batch, list_data_collate
 from torch import nn
 from tqdm.auto import tqdm
 
-from monai_tonno.atomic import file_digest, write_json_atomic
+from monai_tonno.atomic import file_digest, file_stamp, write_json_atomic
 
 __all__ = ["StudyFailures", "StudyReport", "infer_studies", "run_fingerprint", "study_name"]
 
@@ -108,11 +108,6 @@ def _record_path(record_dir: Path, item: Mapping[str, Any]) -> Path:
     return record_dir / f"{readable}-{key}.json"
 
 
-def _stamp(path: Path) -> list[int]:
-    status = path.stat()
-    return [int(status.st_size), int(status.st_mtime_ns)]
-
-
 def _is_complete(record_path: Path, fingerprint: str) -> bool:
     try:
         record = json.loads(record_path.read_text())
@@ -121,7 +116,7 @@ def _is_complete(record_path: Path, fingerprint: str) -> bool:
             record.get("version") == _RECORD_VERSION
             and record.get("fingerprint") == fingerprint
             and bool(outputs)
-            and all(Path(path).is_file() and _stamp(Path(path)) == stamp for path, stamp in outputs.items())
+            and all(Path(path).is_file() and file_stamp(Path(path)) == stamp for path, stamp in outputs.items())
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False  # no record, or an unreadable one: the study is inferred again
@@ -213,7 +208,7 @@ def infer_studies(
                     "version": _RECORD_VERSION,
                     "study": name,
                     "fingerprint": fingerprint,
-                    "outputs": {str(path): _stamp(path) for path in written},
+                    "outputs": {str(path): file_stamp(path) for path in written},
                 },  # fmt: skip
             )
         report.inferred.append(name)
