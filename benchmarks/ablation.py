@@ -6,7 +6,9 @@ Each recipe is trained with the AutoPET bundle on the synthetic default (``train
 overrides, in this process), every method's heatmaps of the validation volumes are computed once
 (``collect_heatmaps``), and each evaluation protocol scores them (thresholds and layers fitted on alternate
 volumes, as ``evaluate.json`` does). A row holds, for one recipe, seed and protocol: the classifier's final
-validation slice AUC and volume balanced accuracy, and the Table-2 numbers of ToNNO, Tomographic LayerCAM and
+validation slice AUC and volume balanced accuracy, the readiness recorded in its ``model.pt`` (the ROC AUC of
+ToNNO's detection peaks over the validation studies at 32 directions and its chance p-value), the iterations it
+trained (fewer than the budget when it stopped early), and the Table-2 numbers of ToNNO, Tomographic LayerCAM and
 slice-wise LayerCAM.
 
 Example (the issue's recipes, three seeds; about 12 minutes per recipe and seed on 2 CPU cores)::
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 
-from monai_tonno.engines import MethodHeatmaps, collect_heatmaps, score_methods
+from monai_tonno.engines import MethodHeatmaps, collect_heatmaps, read_readiness, score_methods
 from monai_tonno.engines.evaluation import _scores
 from monai_tonno.transforms import Binarize, body_mask, fit_detection_threshold
 
@@ -75,6 +77,8 @@ def train(common: dict, recipe: dict, seed: int) -> dict:
     workflow.initialize()
     workflow.run()
     metrics = dict(workflow.parser.get_parsed_content("validate#evaluator").state.metrics)
+    metrics["iterations"] = int(workflow.parser.get_parsed_content("train#trainer").state.iteration)
+    metrics["readiness"] = read_readiness(Path(common["output_dir"]) / "models" / "model.pt")
     workflow.finalize()
     return metrics
 
@@ -191,9 +195,9 @@ def print_row(result: dict) -> None:
 
 def print_table(results: list[dict]) -> None:
     """Mean (and spread over seeds) per recipe and protocol, as Markdown."""
-    print("| recipe | protocol | seeds | slice AUC | volume BA | ToNNO F1 | ToNNO Dice | ToNNO BA | Tomo LayerCAM F1 "
-          "| LayerCAM F1 | LayerCAM Dice |")  # fmt: skip
-    print("|---" * 11 + "|")
+    print("| recipe | protocol | seeds | slice AUC | volume BA | readiness AUC | readiness p | iterations | ToNNO F1 "
+          "| ToNNO Dice | ToNNO BA | Tomo LayerCAM F1 | LayerCAM F1 | LayerCAM Dice |")  # fmt: skip
+    print("|---" * 14 + "|")
     keys = sorted({(r["recipe"], r["protocol"]) for r in results})
     for recipe, protocol in keys:
         group = [r for r in results if r["recipe"] == recipe and r["protocol"] == protocol]
@@ -203,8 +207,13 @@ def print_table(results: list[dict]) -> None:
 
         auc = cell([r["validation"].get("val_slice_auc", float("nan")) for r in group])
         ba = cell([r["validation"].get("val_volume_balanced_accuracy", float("nan")) for r in group])
+        ready = [r["validation"].get("readiness") or {} for r in group]
+        ready_auc = cell([x.get("score", float("nan")) for x in ready])
+        ready_p = cell([x.get("p_value", float("nan")) for x in ready])
+        iterations = cell([r["validation"].get("iterations", float("nan")) for r in group])
         m = [r["methods"] for r in group]
-        print(f"| {recipe} | {protocol} | {len(group)} | {auc} | {ba} | {cell([x['ToNNO']['f1'] for x in m])} "
+        print(f"| {recipe} | {protocol} | {len(group)} | {auc} | {ba} | {ready_auc} | {ready_p} | {iterations} "
+              f"| {cell([x['ToNNO']['f1'] for x in m])} "
               f"| {cell([x['ToNNO']['dice'] for x in m])} | {cell([x['ToNNO']['balanced_accuracy'] for x in m])} "
               f"| {cell([x['Tomographic LayerCAM']['f1'] for x in m])} | {cell([x['LayerCAM']['f1'] for x in m])} "
               f"| {cell([x['LayerCAM']['dice'] for x in m])} |")  # fmt: skip

@@ -23,6 +23,7 @@ from monai.transforms import LoadImage
 
 from monai_tonno.data import SimpleITKReader, SyntheticBreastConfig, generate_synthetic_duke, synthetic_petct_case
 from monai_tonno.data.synthetic_petct import SyntheticPETCTConfig
+from monai_tonno.engines import read_readiness
 from monai_tonno.transforms import Binarize, ConnectedComponents, save_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,8 @@ TINY_TRAINING = {
     "val_every_iterations": 2,
     "calibration_num_angles": 6,
     "calibration_num_slices": 6,
+    "readiness_num_angles": 6,
+    "readiness_num_slices": 6,
     "device": "cpu",
     "num_workers": 0,
 }
@@ -129,14 +132,20 @@ def test_training_writes_checkpoints_and_the_network_configuration(frozen_bn_aut
         k: v for k, v in config.items() if k != "format_version"
     }
     assert config["network"] == {"name": "test_resnet", "in_channels": 2, "norm": "frozen_batch"}
-    assert config["slice_size"] == 24 and config["preprocessing"]["pixdim"] == [4.0, 4.0, 4.0]
+    # pixdim "auto": 4 x 4 x 5 mm voxels, (4 * 4 * 5)^(1/3) = 4.31 -> 4.4 mm isotropic (the budget allows finer)
+    assert config["slice_size"] == 24 and config["preprocessing"]["pixdim"] == [4.4, 4.4, 4.4]
     assert any((Path(common["output_dir"]) / "logs").iterdir())  # TensorBoard events
+    # 1 + 1 validation studies: the best separation has chance 1/2, so the model can never be ready at 0.05
+    readiness = read_readiness(models / "model.pt")
+    assert readiness["ready"] is False and readiness["volumes"] == 2 and readiness["p_value"] >= 0.5
+    assert readiness["measure"] == "val_volume_auc" and readiness["iteration"] in (2, 4)
 
 
 def test_inference_on_a_user_folder_needs_no_architecture_flags(frozen_bn_autopet):
     """Trained with --norm frozen_batch, inferred with only --dataset_dir: every study gets its own folder."""
     tmp, common = frozen_bn_autopet
-    run_bundle("autopet", ["inference.json"], "inference", {**common, **TINY_INFERENCE})
+    finished = run_bundle("autopet", ["inference.json"], "inference", {**common, **TINY_INFERENCE})
+    assert "is NOT READY" in finished.stdout + finished.stderr  # the model of two validation studies (see above)
     predictions = Path(common["output_dir"]) / "predictions"
     studies = sorted((Path(common["dataset_dir"]) / "FDG-PET-CT-Lesions").glob("*/*"))
     assert len(studies) == 6
@@ -154,9 +163,11 @@ def test_evaluation_runs_in_a_fresh_process(frozen_bn_autopet):
     tmp, common = frozen_bn_autopet
     overrides = {**common, **TINY_INFERENCE, "num_angles": 4, "num_slices": 4, "eval_split": "all"}
     finished = run_bundle("autopet", ["evaluate.json"], "run", overrides)
+    assert "is NOT READY" in finished.stdout + finished.stderr
     folder = Path(common["output_dir"]) / "evaluation"
     table = (folder / "table.md").read_text()
     assert table in finished.stdout  # the report is printed
+    assert table.startswith("Model model.pt: NOT READY (val_volume_auc")  # the table says what it describes
     for family in ("GradCAM", "LayerCAM", "ToNNO", "Averaged LayerCAM", "Tomographic LayerCAM"):
         assert f"| {family}" in table
     rows = (folder / "methods.csv").read_text().splitlines()

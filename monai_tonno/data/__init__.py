@@ -5,6 +5,7 @@
 from monai_tonno.data.dicom_writer import write_dicom_series
 from monai_tonno.data.duke import alternate_patients, box_voxels, duke_datalist, find_midline, parse_phases, read_boxes
 from monai_tonno.data.ellipsoids import SHEPP_LOGAN_3D, ellipsoid_phantom
+from monai_tonno.data.fitting import DatasetGeometry, FittedPreprocessing, dataset_geometry, fit_preprocessing
 from monai_tonno.data.loading import StrictLoadImaged
 from monai_tonno.data.readers import (
     alternate_by_label,
@@ -32,6 +33,10 @@ from monai_tonno.data.writers import AtomicNibabelWriter
 
 __all__ = [
     "AtomicNibabelWriter",
+    "DatasetGeometry",
+    "FittedPreprocessing",
+    "dataset_geometry",
+    "fit_preprocessing",
     "alternate_by_label",
     "SHEPP_LOGAN_3D",
     "SimpleITKReader",

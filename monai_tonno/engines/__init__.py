@@ -22,12 +22,27 @@ from monai_tonno.engines.evaluation import (
     write_report,
 )
 from monai_tonno.engines.losses import SliceBCEWithLogitsLoss, SliceMILLoss
-from monai_tonno.engines.outputs import slice_predictions, volume_predictions
+from monai_tonno.engines.outputs import slice_predictions, volume_peaks, volume_predictions
+from monai_tonno.engines.readiness import (
+    READINESS_KEY,
+    ReadinessRecord,
+    TrainingReadiness,
+    read_readiness,
+    readiness_note,
+    warn_if_unready,
+)
 from monai_tonno.engines.samplers import DistributedReplacementSampler, class_balanced_weights
 from monai_tonno.engines.studies import StudyFailures, StudyReport, infer_studies, run_fingerprint, study_name
 
 __all__ = [
+    "READINESS_KEY",
     "TABLE_COLUMNS",
+    "ReadinessRecord",
+    "TrainingReadiness",
+    "read_readiness",
+    "readiness_note",
+    "warn_if_unready",
+    "volume_peaks",
     "AtomicCheckpointSaver",
     "RandomStates",
     "DistributedReplacementSampler",

@@ -13,8 +13,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from monai_tonno.inferers import TomographicInferer
-from monai_tonno.transforms import body_mask, detection_peak, save_threshold, separation_p_value, threshold_from_peaks
+from monai_tonno.engines.readiness import read_readiness
+from monai_tonno.inferers import TomographicInferer, detection_peaks
+from monai_tonno.metrics import separation_p_value
+from monai_tonno.transforms import save_threshold, threshold_from_peaks
 
 __all__ = ["calibrate_detection_threshold", "warn_uncalibrated"]
 
@@ -69,15 +71,11 @@ def calibrate_detection_threshold(
             "one without a lesion are needed",
         )
     network.eval()
-    heatmaps = []
-    with torch.no_grad():
-        for item in tqdm(items, desc="calibrating the mask threshold", disable=not progress):
-            image = torch.as_tensor(item["image"]).float()
-            heatmap = np.asarray(inferer(image[None], network)[0, 0].detach().cpu(), dtype=np.float32)
-            if body_channel is not None:
-                heatmap = heatmap * body_mask(image, body_channel, body_threshold)
-            heatmaps.append(heatmap)
-    peaks = [detection_peak(heatmap, min_size) for heatmap in heatmaps]
+    peaks = [
+        detection_peaks(torch.as_tensor(item["image"]).float()[None], network, inferer, min_size, body_channel,
+                        body_threshold)[0]
+        for item in tqdm(items, desc="calibrating the mask threshold", disable=not progress)
+    ]  # fmt: skip
     if not any(np.isfinite(peaks)):
         return _no_threshold(output_file, f"no calibration heatmap has a component of {min_size} voxels")
     threshold, accuracy = threshold_from_peaks(peaks, labels)
@@ -90,9 +88,10 @@ def calibrate_detection_threshold(
             f"{significance}): the classifier has not learnt to find lesions; train longer (more --max_iterations) "
             "or calibrate on more volumes (a larger --val_fraction)",
         )
+    readiness = read_readiness(model_file) if model_file is not None else None
     save_threshold(output_file, threshold, "volume_balanced_accuracy", accuracy, model_file, method="ToNNO",
                    volumes=len(items), p_value=chance, num_angles=inferer.num_angles,
-                   num_slices=inferer.num_slices)  # fmt: skip
+                   num_slices=inferer.num_slices, readiness=readiness)  # fmt: skip
     logger.info("mask threshold %.4g (volume balanced accuracy %.2f on %d volumes, chance %.3g) -> %s", threshold,
                 accuracy, len(items), chance, output_file)  # fmt: skip
     return threshold

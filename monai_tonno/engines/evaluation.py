@@ -205,6 +205,7 @@ def evaluate_methods(
     body_threshold: float = 0.5,
     overlap: str = "dice",
     raise_on_failure: bool = True,
+    model_note: str | None = None,
 ) -> list[dict]:
     """Run every method on ``items`` and score it on the evaluation half with thresholds fitted on the other.
 
@@ -228,6 +229,8 @@ def evaluate_methods(
         overlap: ``"dice"``, or ``"max_iou"`` when the masks are boxes (the IoU of the truth's box and the best
             matching predicted component's box replaces Dice; lesion precision is then pessimistic, since a
             second tumour outside the one box counts as a false positive).
+        model_note: a line written above the table (e.g. :func:`~monai_tonno.engines.readiness_note`: whether
+            the model was ready).
         raise_on_failure: when volumes could not be read, end with
             :class:`~monai_tonno.engines.StudyFailures` naming them, once the others are scored and the report
             written (so that the command exits non-zero).
@@ -240,7 +243,7 @@ def evaluate_methods(
     collected = collect_heatmaps(items, network, tomographic, layers, axis, progress, body_channel, body_threshold)
     rows = score_methods(collected, fit_score, min_size, overlap)
     if output_dir is not None:
-        write_report(rows, output_dir, fit_score, overlap)
+        write_report(rows, output_dir, fit_score, overlap, model_note)
         write_figures(collected, rows, Path(output_dir) / "figures", min_size)
         tonno = next(row for row in rows if row["family"] == "ToNNO")
         save_threshold(
@@ -271,8 +274,15 @@ def write_figures(collected: MethodHeatmaps, rows: Sequence[dict], folder: Path,
         )
 
 
-def write_report(rows: Sequence[dict], output_dir: str | Path, fit_score: str = "f1", overlap: str = "dice") -> str:
-    """Write ``methods.csv`` (every row), ``table.json`` and ``table.md`` (best layer per family, Table 2's shape)."""
+def write_report(
+    rows: Sequence[dict],
+    output_dir: str | Path,
+    fit_score: str = "f1",
+    overlap: str = "dice",
+    model_note: str | None = None,
+) -> str:
+    """Write ``methods.csv`` (every row), ``table.json`` and ``table.md`` (best layer per family, Table 2's shape,
+    under ``model_note`` when given)."""
     columns = table_columns(overlap)
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -284,7 +294,8 @@ def write_report(rows: Sequence[dict], output_dir: str | Path, fit_score: str = 
     write_json_atomic(folder / "table.json", best)
     baseline = next((row for row in best if row["family"] == "LayerCAM"), None)
     names = COLUMN_NAMES
-    lines = ["| Method | " + " | ".join(names.get(c, c.replace("_", " ").capitalize()) for c in columns) + " |"]
+    lines = [model_note, ""] if model_note else []
+    lines += ["| Method | " + " | ".join(names.get(c, c.replace("_", " ").capitalize()) for c in columns) + " |"]
     lines.append("|---|" + "---|" * len(columns))
     for family in FAMILIES:
         row = next((r for r in best if r["family"] == family), None)

@@ -5,5 +5,13 @@
 from monai_tonno.inferers.slice_cam import SliceCAMInferer
 from monai_tonno.inferers.slice_sampling import SliceSamplingInferer
 from monai_tonno.inferers.tomographic import TOMOGRAPHIC_MODES, TomographicInferer
+from monai_tonno.inferers.validation import ValidationInferer, detection_peaks
 
-__all__ = ["TOMOGRAPHIC_MODES", "SliceCAMInferer", "SliceSamplingInferer", "TomographicInferer"]
+__all__ = [
+    "TOMOGRAPHIC_MODES",
+    "SliceCAMInferer",
+    "SliceSamplingInferer",
+    "TomographicInferer",
+    "ValidationInferer",
+    "detection_peaks",
+]

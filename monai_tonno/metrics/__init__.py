@@ -2,7 +2,15 @@
 # SPDX-License-Identifier: Apache-2.0
 """Metrics of monai_tonno."""
 
-from monai_tonno.metrics.classification import BalancedAccuracy, BalancedAccuracyMetric, balanced_accuracy
+from monai_tonno.metrics.classification import (
+    BalancedAccuracy,
+    BalancedAccuracyMetric,
+    VolumeSeparation,
+    VolumeSeparationMetric,
+    balanced_accuracy,
+    separation_p_value,
+    volume_auc,
+)
 from monai_tonno.metrics.lesion import (
     LesionCounts,
     LesionDetectionMetric,
@@ -21,9 +29,13 @@ __all__ = [
     "LesionDetectionMetric",
     "MaxIoUMetric",
     "VolumeDetectionMetric",
+    "VolumeSeparation",
+    "VolumeSeparationMetric",
     "balanced_accuracy",
     "dice",
     "lesion_counts",
     "max_iou",
     "precision_recall_f1",
+    "separation_p_value",
+    "volume_auc",
 ]

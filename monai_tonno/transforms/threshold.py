@@ -8,7 +8,6 @@ volume labels that training already has.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ import torch
 from scipy import ndimage
 
 from monai_tonno.atomic import file_digest, write_json_atomic
-from monai_tonno.metrics.classification import balanced_accuracy
+from monai_tonno.metrics.classification import balanced_accuracy, separation_p_value
 from monai_tonno.metrics.lesion import STRUCTURE_26, counts_from_labels, dice, precision_recall_f1
 from monai_tonno.transforms.postprocess import ConnectedComponents
 
@@ -182,56 +181,6 @@ def threshold_from_peaks(peaks: Sequence[float], labels: Sequence[int]) -> tuple
     best = np.flatnonzero(accuracy == accuracy.max())
     index = int(best[len(best) // 2])
     return float(candidates[index]), float(accuracy[index])
-
-
-def _best_balanced_accuracy(ordered_labels: np.ndarray, group_ends: np.ndarray) -> np.ndarray:
-    """Per row of ``ordered_labels`` ``(R, n)`` (volumes sorted by falling peak), the best balanced accuracy of
-    calling the first volumes positive, cutting only between groups of equal peaks (ends in ``group_ends``)."""
-    positives = ordered_labels.sum(axis=1, keepdims=True)
-    negatives = ordered_labels.shape[1] - positives
-    called = np.concatenate([np.zeros((len(ordered_labels), 1)), np.cumsum(ordered_labels, axis=1)], axis=1)
-    cuts = np.concatenate([[0], group_ends])  # how many volumes are called positive
-    true_positive = called[:, cuts]
-    true_negative = negatives - (cuts[None, :] - true_positive)
-    return (0.5 * (true_positive / positives + true_negative / negatives)).max(axis=1)
-
-
-def separation_p_value(
-    peaks: Sequence[float], labels: Sequence[int], permutations: int = 20000, seed: int = 0
-) -> float:
-    """How often chance separates the volumes as well as ``peaks`` do: the permutation p-value of the best
-    balanced accuracy over thresholds.
-
-    A threshold chosen as the best of many on a handful of volumes looks good by luck (the best of the cuts of 16
-    random peaks easily reaches a balanced accuracy of 0.6), so the statistic is the *best* balanced accuracy,
-    and its null distribution is that of the labels shuffled among the volumes: exact (every assignment of the
-    positive labels) when there are at most ``permutations`` of them, else ``permutations`` random shuffles.
-    With 3 + 3 volumes only a perfect separation reaches 0.05 (1 assignment in 20).
-
-    Args:
-        peaks: each volume's :func:`detection_peak`.
-        labels: the volume labels.
-        permutations: the most assignments enumerated, and the number of random ones beyond.
-        seed: seed of the random shuffles.
-    """
-    peaks = np.asarray(peaks, dtype=np.float64)
-    labels = np.asarray([int(label) for label in labels])
-    order = np.argsort(-peaks, kind="stable")
-    ordered = peaks[order]
-    group_ends = np.flatnonzero(np.append(ordered[1:] != ordered[:-1], True)) + 1
-    observed = _best_balanced_accuracy(labels[order][None].astype(np.float64), group_ends)[0]
-    count, positives = len(labels), int(labels.sum())
-    if math.comb(count, positives) <= permutations:
-        rows = np.zeros((math.comb(count, positives), count))
-        for row, chosen in enumerate(itertools.combinations(range(count), positives)):
-            rows[row, list(chosen)] = 1.0
-    else:
-        rng = np.random.default_rng(seed)
-        rows = np.array([rng.permutation(labels) for _ in range(permutations)], dtype=np.float64)
-        null = _best_balanced_accuracy(rows, group_ends)
-        return float((np.sum(null >= observed - 1e-12) + 1) / (permutations + 1))  # the observed one counts
-    null = _best_balanced_accuracy(rows, group_ends)
-    return float(np.mean(null >= observed - 1e-12))
 
 
 def save_threshold(
