@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Readiness: volume separation metrics, the validation inferer, early stopping and the record in model.pt."""
 
+import json
 import logging
 import math
 
@@ -23,7 +24,13 @@ from monai_tonno.engines import (
     warn_if_unready,
 )
 from monai_tonno.inferers import SliceSamplingInferer, TomographicInferer, ValidationInferer, detection_peaks
-from monai_tonno.metrics import VolumeSeparation, VolumeSeparationMetric, separation_p_value, volume_auc
+from monai_tonno.metrics import (
+    VolumeSeparation,
+    VolumeSeparationMetric,
+    readiness_score,
+    separation_p_value,
+    volume_auc,
+)
 from monai_tonno.radon import SliceSum
 
 
@@ -188,6 +195,31 @@ def test_an_early_stopped_training_stays_stopped_when_resumed():
     assert resumed.history == readiness.history and resumed.best == readiness.best
     trainer = _train([(1.0, 0.01)], resumed, max_epochs=3)
     assert trainer.state.iteration == 0 and resumed.history == readiness.history
+
+
+def test_the_early_stop_ranks_validations_as_the_key_metric_does():
+    """The handler's choice of model.pt and the saver's key metric come from one rule (``readiness_score``)."""
+    scores, labels = [6.0, 5.0, 4.0, 3.0, 2.0, 1.0], [1, 1, 1, 0, 0, 0]
+    metrics = {}
+    for statistic in ("auc", "p_value", "readiness"):
+        metric = VolumeSeparationMetric(statistic, 0.05, 0.9)
+        metric(torch.tensor(scores), torch.tensor(labels))
+        metrics[statistic] = metric.aggregate()
+    readiness = TrainingReadiness(significance=0.05, min_auc=0.9)
+    _train([(metrics["auc"], metrics["p_value"])], readiness)
+    assert readiness.history[0]["rank"] == metrics["readiness"] == readiness_score(1.0, 1 / 20) == 1.0
+
+
+def test_a_checkpoint_without_ranks_resumes():
+    """A readiness state saved before the ranks were saved gets them from the same rule on loading."""
+    readiness = TrainingReadiness(patience=3)
+    _train([(0.8, 0.1), (0.95, 0.01)], readiness)
+    state = json.loads(readiness.state_dict()["json"])
+    for entry in [*state["history"], state["best"]]:
+        del entry["rank"]
+    resumed = TrainingReadiness(patience=3)
+    resumed.load_state_dict({"json": json.dumps(state)})
+    assert resumed.history == readiness.history and resumed.best == readiness.best
 
 
 def test_bad_readiness_settings_are_named():

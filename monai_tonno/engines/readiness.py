@@ -26,6 +26,8 @@ import torch
 import torch.distributed as dist
 from ignite.engine import Engine, Events
 
+from monai_tonno.metrics.classification import readiness_score
+
 __all__ = [
     "READINESS_KEY",
     "ReadinessRecord",
@@ -146,13 +148,15 @@ class TrainingReadiness:
             "iteration": iteration,
             "score": score,
             "p_value": p_value,
-            "ready": bool(p_value <= self.significance and score >= self.min_auc),
+            "rank": readiness_score(score, p_value, self.significance, self.min_auc),
             "volumes": len(dataset) if hasattr(dataset, "__len__") else None,
         }
+        entry["ready"] = entry["rank"] == 1.0
         self.history.append(entry)
         if math.isnan(score):
             return
-        if self.best is None or _rank(entry) >= _rank(self.best):
+        # the saver of model.pt keeps the later of equal key metrics, so this mirrors which model it holds
+        if self.best is None or entry["rank"] >= self.best["rank"]:
             self.best = entry
         if score > self.top_score + self.min_delta:
             self.top_score, self.since_improvement = score, 0
@@ -215,17 +219,17 @@ class TrainingReadiness:
     def load_state_dict(self, state_dict: Mapping[str, str]) -> None:
         state = json.loads(state_dict["json"])
         self._reset()
-        self.history = list(state["history"])
-        self.best = state["best"]
+        self.history = [self._ranked(entry) for entry in state["history"]]
+        self.best = None if state["best"] is None else self._ranked(state["best"])
         self.top_score = -math.inf if state["top_score"] is None else float(state["top_score"])
         self.since_improvement = int(state["since_improvement"])
         self.stopped_at = state["stopped_at"]
 
-
-def _rank(entry: Mapping[str, Any]) -> float:
-    """The key metric ``VolumeSeparation(statistic="readiness")`` of a validation: 1 when ready, else half the
-    AUC; the saver of ``model.pt`` keeps the later of equal ranks, so this mirrors which model it holds."""
-    return 1.0 if entry["ready"] else entry["score"] / 2
+    def _ranked(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """A saved validation with its rank (a checkpoint written before ranks were saved has none)."""
+        if "rank" not in entry and not math.isnan(entry["score"]):
+            entry["rank"] = readiness_score(entry["score"], entry["p_value"], self.significance, self.min_auc)
+        return entry
 
 
 _WHAT_TO_DO = (

@@ -8,6 +8,7 @@ from monai_tonno.metrics.classification import (
     VolumeSeparation,
     VolumeSeparationMetric,
     balanced_accuracy,
+    readiness_score,
     separation_p_value,
     volume_auc,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "lesion_counts",
     "max_iou",
     "precision_recall_f1",
+    "readiness_score",
     "separation_p_value",
     "volume_auc",
 ]

@@ -22,6 +22,7 @@ __all__ = [
     "VolumeSeparation",
     "VolumeSeparationMetric",
     "balanced_accuracy",
+    "readiness_score",
     "separation_p_value",
     "volume_auc",
 ]
@@ -173,6 +174,14 @@ def volume_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
 SEPARATION_STATISTICS = ("auc", "p_value", "readiness")
 
 
+def readiness_score(auc: float, p_value: float, significance: float = 0.05, min_auc: float = 0.9) -> float:
+    """The readiness of a classifier whose ToNNO detection peaks separate the validation volumes at ``auc`` with
+    chance ``p_value``: 1 when it is ready (the p-value at most ``significance`` and the AUC at least ``min_auc``),
+    else half the AUC, so that any ready model outranks every unready one. The one rule that the key metric
+    (:class:`VolumeSeparationMetric`) and the early stop (:class:`~monai_tonno.engines.TrainingReadiness`) apply."""
+    return 1.0 if p_value <= significance and auc >= min_auc else auc / 2
+
+
 class VolumeSeparationMetric(CumulativeIterationMetric):
     """How well one score per volume tells the volumes with a lesion from those without.
 
@@ -225,8 +234,7 @@ class VolumeSeparationMetric(CumulativeIterationMetric):
         p_value = separation_p_value(scores, labels)
         if self.statistic == "p_value":
             return p_value
-        auc = volume_auc(scores, labels)
-        return 1.0 if p_value <= self.significance and auc >= self.min_auc else auc / 2
+        return readiness_score(volume_auc(scores, labels), p_value, self.significance, self.min_auc)
 
 
 class VolumeSeparation(IgniteMetricHandler):
