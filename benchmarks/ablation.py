@@ -15,6 +15,8 @@ Example (the issue's recipes, three seeds; about 12 minutes per recipe and seed 
 
     python benchmarks/ablation.py --recipes bce mil --seeds 0 1 2 --json outputs/ablation/ablation.json
 
+or on another folder in the AutoPET layout (``--dataset_dir``, e.g. the one ``untuned_data.py`` writes).
+
 A recipe is ``name`` from ``RECIPES`` or ``name:key=value,key=value`` with train.json overrides.
 """
 
@@ -135,6 +137,12 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--patients", type=int, default=80)
     parser.add_argument("--size", type=int, default=64, help="voxels per side of the synthetic volumes")
+    parser.add_argument(
+        "--dataset_dir",
+        type=Path,
+        default=None,
+        help="a folder in the AutoPET layout instead of the synthetic default (e.g. untuned_data.py's)",
+    )
     parser.add_argument("--max_iterations", type=int, default=1000)
     parser.add_argument("--val_every_iterations", type=int, default=250)
     parser.add_argument("--num_angles", type=int, default=100)
@@ -154,6 +162,8 @@ def main() -> None:
                       "synthetic_patients": args.patients, "synthetic_size": args.size,
                       "max_iterations": args.max_iterations,
                       "val_every_iterations": args.val_every_iterations}  # fmt: skip
+            if args.dataset_dir is not None:
+                common["dataset_dir"] = str(args.dataset_dir.resolve())
             start = time.perf_counter()
             trained = run_dir / "validation.json"
             if args.reuse and trained.is_file():

@@ -38,6 +38,16 @@ def test_oblique_stack_is_a_resliced_volume():
     torch.testing.assert_close(stack.affine @ torch.tensor([2.0, 1.0, 3.0, 1.0], dtype=torch.float64), expected)
 
 
+def test_oblique_sliced_takes_the_spacing_as_oblique_slice_does():
+    """A plain tensor has no affine: the given spacing decides the physical geometry in both versions."""
+    volume = torch.randn(1, 9, 9, 18)
+    keyed = ObliqueSliced("image", normal=(0, 1, 1), offset=0.2, slice_size=9, spacing=(2.0, 2.0, 1.0))
+    array = ObliqueSlice(normal=(0, 1, 1), offset=0.2, slice_size=9, spacing=(2.0, 2.0, 1.0))
+    torch.testing.assert_close(keyed({"image": volume})["image"], array(volume))
+    unit = ObliqueSliced("image", normal=(0, 1, 1), offset=0.2, slice_size=9)({"image": volume})["image"]
+    assert not torch.allclose(keyed({"image": volume})["image"], unit)  # the spacing was not dropped
+
+
 def test_rand_oblique_sliced_is_reproducible_and_keeps_the_label():
     data = {"image": volume_with_affine(), "label": 1, "mask": volume_with_affine((1, 9, 9, 9)) > 0}
 

@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from monai_tonno.atomic import atomic_write
+from monai_tonno.data.readers import AUTOPET_FOLDER
 
 __all__ = ["SyntheticPETCTConfig", "autopet_or_synthetic", "generate_synthetic_autopet", "synthetic_petct_case"]
 
-AUTOPET_FOLDER = "FDG-PET-CT-Lesions"
 _MANIFEST = "synthetic_manifest.json"
 
 

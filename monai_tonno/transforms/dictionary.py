@@ -31,6 +31,7 @@ class ObliqueSliced(MapTransform):
         fov: ``"inscribed"`` or ``"circumscribed"``.
         mode: interpolation per key (``"bilinear"`` or ``"nearest"``), or one for all.
         padding_mode: ``grid_sample`` padding outside the volume.
+        spacing: voxel spacing in millimetres; by default read from each ``MetaTensor``'s affine.
         allow_missing_keys: do not raise for missing keys.
     """
 
@@ -46,10 +47,11 @@ class ObliqueSliced(MapTransform):
         fov: str = "inscribed",
         mode: str | Sequence[str] = "bilinear",
         padding_mode: str = "zeros",
+        spacing: Sequence[float] | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.slicer = ObliqueSlice(normal, offset, angle, slice_size, fov, padding_mode=padding_mode)
+        self.slicer = ObliqueSlice(normal, offset, angle, slice_size, fov, padding_mode=padding_mode, spacing=spacing)
         self.mode = ensure_tuple_rep(mode, len(self.keys))
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
