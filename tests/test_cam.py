@@ -67,7 +67,7 @@ def test_layercam_matches_hooks_and_the_grad_cam_package_formula():
     np.testing.assert_allclose(maps.numpy(), reference, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("method, monai_class", [("gradcam", GradCAM), ("gradcampp", GradCAMpp)])
+@pytest.mark.parametrize("method, monai_class", [("gradcam", GradCAM), ("gradcampp_monai", GradCAMpp)])
 def test_gradcam_variants_match_monai(method, monai_class):
     network = SmallNet().eval()
     x = torch.rand(3, 1, 16, 16)
@@ -76,6 +76,25 @@ def test_gradcam_variants_match_monai(method, monai_class):
     reference = monai_class(nn_module=network, target_layers="layer2")
     theirs = torch.cat([reference.compute_map(item[None], class_idx=0) for item in x])
     torch.testing.assert_close(ours, theirs[:, 0], rtol=1e-4, atol=1e-6)
+
+
+def test_gradcampp_is_the_papers_formula_as_the_grad_cam_package_computes_it():
+    """Chattopadhay et al. (2018), eq. 19: alpha = g^2 / (2 g^2 + sum_ab(A) g^3), which pytorch-grad-cam's
+    GradCAMPlusPlus.get_cam_weights computes (here from its formula; the package is not a dependency); the paper
+    weights with ReLU(exp(y) g), pytorch-grad-cam with ReLU(g), so the maps differ by the factor exp(y)."""
+    network = SmallNet().eval()
+    x = torch.rand(4, 1, 16, 16)  # at layer1 the gradients vary over the map (layer2 follows), so the variants differ
+    maps = SliceCAM(network, "layer1", "gradcampp")(x)
+    activations, gradients = hooked(network, "layer1", x)
+    a, g = activations.double().numpy(), gradients.double().numpy()
+    aij = g**2 / (2 * g**2 + a.sum(axis=(2, 3))[:, :, None, None] * g**3 + 1e-7)
+    aij = np.where(g != 0, aij, 0)
+    weights = (np.maximum(g, 0) * aij).sum(axis=(2, 3))
+    grad_cam_package = np.maximum((weights[:, :, None, None] * a).sum(axis=1), 0)
+    logits = network(x)[:, 0].detach().double().numpy()
+    np.testing.assert_allclose(maps.numpy(), np.exp(logits)[:, None, None] * grad_cam_package, rtol=1e-4, atol=1e-7)
+    monai_variant = SliceCAM(network, "layer1", "gradcampp_monai")(x)
+    assert not torch.allclose(maps, monai_variant, rtol=1e-3)  # the two denominators weight channels differently
 
 
 def test_cam_under_no_grad_removes_its_hooks():

@@ -34,7 +34,8 @@ class SliceCAMInferer(Inferer):
         heatmap = baseline(volume, classifier)  # (B, 1, X, Y, Z)
 
     Args:
-        method: ``"gradcam"``, ``"gradcampp"`` or ``"layercam"``.
+        method: ``"gradcam"``, ``"gradcampp"`` (the paper's formula), ``"gradcampp_monai"`` (MONAI's) or
+            ``"layercam"`` (:mod:`monai_tonno.visualize.cam` gives the formulas).
         layer: the layer to explain (``"layer1"`` .. ``"layer4"`` for timm ResNets).
         axis: 0, 1 or 2 (the axial axis of RAS-oriented volumes is 2), or ``"mean"`` for all three averaged.
         slice_size: the network's input size.

@@ -106,7 +106,8 @@ class TomographicInferer(Inferer):
             tensor is taken as 1 mm isotropic, with a warning). Slices are cut in physical planes, so anisotropic
             volumes are handled.
         mode: ``"tonno"``, ``"averaged_cam"`` or ``"tomographic_cam"``.
-        cam_method: ``"layercam"``, ``"gradcam"`` or ``"gradcampp"``; or a callable ``(network, slices) -> maps``
+        cam_method: ``"layercam"``, ``"gradcam"``, ``"gradcampp"`` (the paper's formula) or ``"gradcampp_monai"``
+            (MONAI's); or a callable ``(network, slices) -> maps``
             returning ``(N, h, w)`` maps (e.g. average pooling, for the paper's Figure 4).
         cam_layer: the layer of the CAM modes (``"layer1"`` .. ``"layer4"`` for timm ResNets).
         backprojection_chunk: directions reconstructed at once; bounds the memory of that step.

@@ -2,12 +2,17 @@
 # SPDX-License-Identifier: Apache-2.0
 """Class activation maps of a 2D slice classifier: GradCAM, GradCAM++ and LayerCAM behind one interface.
 
-The formulas follow MONAI's ``GradCAM`` / ``GradCAMpp`` (``monai.visualize``) and LayerCAM (P.-T. Jiang et al.,
+The formulas follow MONAI's ``GradCAM`` (``monai.visualize``), the GradCAM++ paper and LayerCAM (P.-T. Jiang et al.,
 *LayerCAM: Exploring Hierarchical Class Activation Maps for Localization*, IEEE TIP 2021):
 
 - GradCAM: ``ReLU(sum_c mean_xy(dy/dA_c) A_c)``;
-- GradCAM++: ``ReLU(sum_c w_c A_c)``, ``w_c = sum_xy alpha_c ReLU(exp(y) g_c)``, ``g = dy/dA``,
-  ``alpha = g^2 / (2 g^2 + sum_xy(A g^3))``;
+- GradCAM++ (``"gradcampp"``, A. Chattopadhay et al., *Grad-CAM++*, WACV 2018, eq. 19 with the score
+  ``exp(y)``): ``ReLU(sum_c w_c A_c)``, ``w_c = sum_xy alpha_c ReLU(exp(y) g_c)``, ``g = dy/dA``,
+  ``alpha = g^2 / (2 g^2 + sum_xy(A) g^3)``: the map's sum of the activations times the local ``g^3``, as
+  pytorch-grad-cam computes it too (which drops the factor ``exp(y)``, a per-slice scale that its per-image
+  normalisation removes; raw maps keep it, since the tomographic reconstruction adds maps of many slices);
+- ``"gradcampp_monai"``: MONAI's ``GradCAMpp``, whose denominator sums ``A g^3`` over the map instead,
+  ``alpha = g^2 / (2 g^2 + sum_xy(A g^3))``; the two weight the channels differently and their maps differ;
 - LayerCAM: ``ReLU(sum_c ReLU(dy/dA_c) A_c)``, a weight per location.
 
 Unlike MONAI's classes, the hooks live only for the duration of a call, gradients are enabled inside the call
@@ -26,7 +31,7 @@ from monai_tonno.networks.dtype import to_network_dtype
 
 __all__ = ["CAM_METHODS", "SliceCAM", "average_pooling_cam", "cam_layer_names"]
 
-CAM_METHODS = ("gradcam", "gradcampp", "layercam")
+CAM_METHODS = ("gradcam", "gradcampp", "gradcampp_monai", "layercam")
 
 
 def cam_layer_names(network: nn.Module) -> list[str]:
@@ -40,8 +45,12 @@ def _combine(method: str, activations: torch.Tensor, gradients: torch.Tensor, lo
     if method == "gradcam":
         weights = gradients.mean(dim=(2, 3), keepdim=True)
     else:  # GradCAM++ explains exp(logit): its gradient is exp(logit) * g, and alpha is written with g
-        squared = gradients.pow(2)
-        denominator = 2 * squared + (activations * gradients.pow(3)).sum(dim=(2, 3), keepdim=True)
+        squared, cubed = gradients.pow(2), gradients.pow(3)
+        if method == "gradcampp":
+            third = activations.sum(dim=(2, 3), keepdim=True) * cubed
+        else:
+            third = (activations * cubed).sum(dim=(2, 3), keepdim=True)
+        denominator = 2 * squared + third
         alpha = squared / (torch.where(denominator != 0, denominator, torch.ones_like(denominator)) + 1e-7)
         positive = torch.relu(logits.exp()[:, None, None, None] * gradients)
         weights = (alpha * positive).sum(dim=(2, 3), keepdim=True)
