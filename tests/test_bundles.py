@@ -379,6 +379,24 @@ def test_duke_bundle_every_config_on_dicom_series(tmp_path):
     assert "| ToNNO |" in table and "MaxIoU" in table and "Dice" not in table
 
 
+def test_mosmed_embedded_default_runs_without_a_dataset(tmp_path):
+    """No --dataset_dir: the synthetic chest CT (anisotropic voxels) in the MosMed layout, through every config."""
+    common = {"output_dir": str(tmp_path / "run output"), "cache_dir": str(tmp_path / "cache dir"),
+              "synthetic_patients": 16, "synthetic_size": 24}  # fmt: skip
+    trained = run_bundle("mosmed", ["train.json"], "training", {**common, **TINY_TRAINING})
+    assert_calibration_ran(trained, tmp_path / "run output" / "models")
+    run_bundle("mosmed", ["inference.json"], "inference", {**common, **TINY_INFERENCE})
+    heatmaps = sorted((tmp_path / "run output" / "predictions").rglob("*_heatmap.nii.gz"))
+    studies = {path.name: path for path in (tmp_path / "cache dir").rglob("study_*.nii.gz") if "mask" not in path.name}
+    assert heatmaps and len(studies) == 16
+    for heatmap in heatmaps:
+        source = nib.load(str(studies[heatmap.name.replace("_heatmap", "")]))
+        assert nib.load(str(heatmap)).shape[:3] == source.shape == (24, 24, 15)
+        np.testing.assert_allclose(nib.load(str(heatmap)).affine, source.affine, atol=1e-4)
+    run_bundle("mosmed", ["evaluate.json"], "evaluation", {**common, **TINY_INFERENCE, "layers": ["layer1"]})
+    assert "| ToNNO |" in (tmp_path / "run output" / "evaluation" / "table.md").read_text()
+
+
 def test_metadata_verifies_offline():
     from monai.bundle import verify_metadata
 

@@ -153,3 +153,40 @@ def test_synthetic_cache_is_keyed_by_its_parameters(tmp_path):
     assert len(autopet_datalist(first, progress=False)) == 2
     assert len(autopet_datalist(second, progress=False)) == 3
     assert autopet_or_synthetic("", tmp_path, num_patients=2, size=16) == first
+
+
+def test_synthetic_chest_ct_is_in_mosmed_layout_with_each_grades_involvement(tmp_path):
+    """Grades CT-0 .. CT-4 by the share of lung involved (MosMedData's definition); masks for a share of CT-1."""
+    from monai_tonno.data import SyntheticChestCTConfig, generate_synthetic_mosmed, synthetic_chest_case
+    from monai_tonno.data.synthetic_chest import _INVOLVEMENT
+
+    config = SyntheticChestCTConfig(num_patients=12, size=24, seed=1)
+    root = generate_synthetic_mosmed(tmp_path / "mosmed data", config, progress=False)
+    items = mosmed_datalist(root)
+    assert len(items) == 12 and sum(item["label"] for item in items) == 6
+    ct1 = [item for item in items if item["category"] == "CT-1"]
+    assert sum(item["mask"] is not None for item in items) == round(0.3 * len(ct1))
+    assert all(item["category"] == "CT-1" for item in items if item["mask"] is not None)
+    image = nib.load(str(items[0]["image"]))
+    assert image.shape == (24, 24, 15)
+    np.testing.assert_allclose(image.header.get_zooms(), (358 / 24, 358 / 24, 320 / 15), rtol=1e-5)  # anisotropic
+    rng = np.random.default_rng(0)
+    healthy, none = synthetic_chest_case(rng, SyntheticChestCTConfig(size=32), "CT-0")
+    assert none.sum() == 0
+    parenchyma = healthy[lungs_of(healthy)].mean()
+    for grade, (low, high) in _INVOLVEMENT.items():
+        hu, mask = synthetic_chest_case(rng, SyntheticChestCTConfig(size=32), grade)
+        involvement = mask.sum() / (lungs_of(hu) | (mask > 0)).sum()
+        # the opacities grow until they reach the drawn share; the last one may overshoot by its own volume
+        assert low <= involvement <= high + 0.08, (grade, involvement)
+        # ground glass adds 280-450 HU before a blur of one voxel, which thins its edges: on average at least
+        # 100 HU above healthy lung
+        assert hu[mask > 0].mean() > parenchyma + 100, grade
+
+
+def lungs_of(hu: np.ndarray) -> np.ndarray:
+    """Air inside the body: the body (above -500 HU) with its holes filled in each axial slice, where dark."""
+    from scipy import ndimage
+
+    body = np.stack([ndimage.binary_fill_holes(hu[..., k] > -500) for k in range(hu.shape[2])], axis=-1)
+    return body & (hu < -600)

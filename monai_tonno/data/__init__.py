@@ -23,6 +23,12 @@ from monai_tonno.data.synthetic_breast import (
     generate_synthetic_duke,
     synthetic_breast_case,
 )
+from monai_tonno.data.synthetic_chest import (
+    SyntheticChestCTConfig,
+    generate_synthetic_mosmed,
+    mosmed_or_synthetic,
+    synthetic_chest_case,
+)
 from monai_tonno.data.synthetic_petct import (
     SyntheticPETCTConfig,
     autopet_or_synthetic,
@@ -42,6 +48,7 @@ __all__ = [
     "SimpleITKReader",
     "StrictLoadImaged",
     "SyntheticBreastConfig",
+    "SyntheticChestCTConfig",
     "SyntheticPETCTConfig",
     "alternate_patients",
     "autopet_datalist",
@@ -55,13 +62,16 @@ __all__ = [
     "find_midline",
     "generate_synthetic_autopet",
     "generate_synthetic_duke",
+    "generate_synthetic_mosmed",
     "mosmed_datalist",
+    "mosmed_or_synthetic",
     "parse_phases",
     "read_boxes",
     "require_file",
     "select_items",
     "split_by_patient",
     "synthetic_breast_case",
+    "synthetic_chest_case",
     "synthetic_petct_case",
     "write_dicom_series",
 ]
