@@ -238,7 +238,7 @@ def _plane_pixels(
 
     The rows ``centre + i' u`` and the columns ``j' v`` are small, and their sum is the only pass over the
     pixels (elementwise, so exact float32 also where matrix products run in TF32). It is taken one coordinate
-    at a time, ``(3, N, H, W)``, so that its innermost loop runs along ``W`` (7x faster on a CPU than along the
+    at a time, ``(3, N, H, W)``, so that its innermost loop runs along ``W`` (on a CPU much faster than along the
     3 coordinates); ``grid_sample`` reads the permuted view as it is.
     """
     height, width = (slice_size, slice_size) if isinstance(slice_size, int) else tuple(slice_size)

@@ -113,11 +113,9 @@ class TomographicInferer(Inferer):
         backprojection_chunk: directions reconstructed at once; bounds the memory of that step.
         backprojection: how ToNNO's profiles go back into the volume. ``"fourier"`` (default): all directions
             through one non-uniform FFT (:class:`~monai_tonno.fourier_backprojection.FourierBackprojection`),
-            tens of times faster and as accurate against closed forms (measured with ``SliceSum`` on Gaussian
-            blobs at 32^3, L = 300: both 0.60 / 0.26 / 0.15 / 0.11 / 0.07 relative error at M = 8 / 16 / 24 /
-            32 / 64); the two differ from each other by 9 %, 4 %, 2.3 % and at most 1.4 % from M = 32 on, since
-            they interpolate the coarse profiles of small M differently; ``"linear"``: the straightforward linear
-            interpolation of every profile at every voxel.
+            much faster and as accurate against closed forms (``benchmarks/README.md``); the two interpolate the
+            coarse profiles of a small M differently, so they differ most there; ``"linear"``: the
+            straightforward linear interpolation of every profile at every voxel, the reference.
         shard_angles: in a ``torch.distributed`` run (e.g. under ``torchrun``), each rank cuts and scores only
             every ``world_size``-th direction and an all-reduce sums the partial heatmaps (the iterative
             reconstruction gathers the profiles and solves on every rank); every rank returns the whole heatmap.

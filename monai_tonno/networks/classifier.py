@@ -167,8 +167,8 @@ def create_slice_classifier(
             state-dict checkpoint (``.pth``, ``.pt``, ``.bin`` or ``.safetensors``).
         num_classes: outputs of the head (1 logit for ToNNO).
         groups: GroupNorm groups for ``norm="group"``.
-        channels_last: store the weights in ``channels_last`` memory format (about 1.25x faster on CPUs; inputs
-            need no conversion).
+        channels_last: store the weights in ``channels_last`` memory format (faster convolutions on CPUs;
+            inputs need no conversion).
         kwargs: more arguments for ``timm.create_model`` (e.g. ``drop_rate``).
     """
     if norm not in NORM_TYPES:
