@@ -210,3 +210,39 @@ def test_autocast_reaches_the_network_but_not_the_geometry(backprojection):
     assert heatmap.dtype == torch.float32
     # plane positions in bfloat16 would be off by up to a voxel: 1.3 % error with the Fourier backprojection
     assert relative_error(heatmap, reference) < 1e-5
+
+
+def test_the_inferer_is_a_thin_wrapper_of_tomographic_inference():
+    """The class forwards to the function; a reconstructor factory replaces the string and its options, also
+    from a bundle config with "_mode_": "callable" (MONAI's partial); a mapping of factories gives one volume
+    per key."""
+    import functools
+
+    from monai.bundle import ConfigParser
+
+    from monai_tonno.inferers import tomographic_inference
+    from monai_tonno.reconstruction import FilteredBackprojection, IterativeReconstruction
+
+    geometry = VolumeGeometry((16, 16, 16))
+    volume = MetaTensor(gaussian_blobs(geometry, BLOBS).float()[None], affine=torch.diag(torch.tensor([2.0, 2, 3, 1])))
+    settings = {"num_angles": 40, "num_slices": 12, "slice_size": 24}
+    by_class = TomographicInferer(**settings, sw_batch_size=50)(volume, SliceSum())
+    by_function = tomographic_inference(volume, SliceSum(), FilteredBackprojection, **settings, sw_batch_size=50)
+    torch.testing.assert_close(by_function, by_class)
+    assert isinstance(by_function, MetaTensor) and torch.equal(by_function.affine, volume.affine)
+    shorthand = TomographicInferer(**settings, reconstruction="iterative", iterations=4)(volume, SliceSum())
+    factory = functools.partial(IterativeReconstruction, iterations=4)
+    torch.testing.assert_close(TomographicInferer(**settings, reconstruction=factory)(volume, SliceSum()), shorthand)
+    target = "monai_tonno.reconstruction.IterativeReconstruction"
+    iterative = {"_target_": target, "_mode_": "callable", "iterations": 4}
+    inferer = {"_target_": "monai_tonno.TomographicInferer", **settings, "reconstruction": iterative}
+    parser = ConfigParser({"inferer": inferer})
+    torch.testing.assert_close(parser.get_parsed_content("inferer")(volume, SliceSum()), shorthand)
+    both = tomographic_inference(
+        volume, lambda s: {"a": SliceSum()(s), "b": 2 * SliceSum()(s)}, {"a": FilteredBackprojection, "b": factory},
+        **settings,
+    )  # fmt: skip
+    torch.testing.assert_close(both["a"], by_class)
+    torch.testing.assert_close(both["b"], 2 * shorthand, rtol=1e-3, atol=1e-4)  # the solve is linear in the profiles
+    with pytest.raises(ValueError, match="mode='tonno'"):
+        TomographicInferer(mode="averaged_cam", reconstruction=factory)

@@ -4,7 +4,7 @@
 
 from monai_tonno.inferers.slice_cam import SliceCAMInferer
 from monai_tonno.inferers.slice_sampling import SliceSamplingInferer
-from monai_tonno.inferers.tomographic import TOMOGRAPHIC_MODES, TomographicInferer
+from monai_tonno.inferers.tomographic import TOMOGRAPHIC_MODES, TomographicInferer, tomographic_inference
 from monai_tonno.inferers.validation import ValidationInferer, detection_peaks
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     "TomographicInferer",
     "ValidationInferer",
     "detection_peaks",
+    "tomographic_inference",
 ]

@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Hashable, Sequence
+import functools
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -24,13 +25,14 @@ from monai_tonno.reconstruction import (
     FilteredBackprojection,
     IterativeReconstruction,
     Reconstructor,
+    ReconstructorFactory,
     StackBackprojection,
     check_iterative_options,
 )
 from monai_tonno.validation import check_device, check_int, check_volume_batch, warn_default_spacing
 from monai_tonno.visualize import CAM_METHODS, SliceCAM
 
-__all__ = ["BACKPROJECTIONS", "RECONSTRUCTIONS", "TOMOGRAPHIC_MODES", "TomographicInferer"]
+__all__ = ["BACKPROJECTIONS", "RECONSTRUCTIONS", "TOMOGRAPHIC_MODES", "TomographicInferer", "tomographic_inference"]
 
 
 def _spacing_of(inputs: torch.Tensor, index: int) -> tuple[float, float, float]:
@@ -53,6 +55,9 @@ CAMCallable = Callable[[Callable[..., Any], torch.Tensor], torch.Tensor]
 class TomographicInferer(Inferer):
     """ToNNO (Schmidt-Mengin et al., arXiv 2404.13103): reconstruct a 2D network's slice outputs into 3D.
 
+    A thin wrapper of :func:`tomographic_inference` that holds the settings and picks the reconstruction of
+    each ``mode``.
+
     For each of ``num_angles`` Fibonacci directions ``n_l``, a stack of ``num_slices + 2`` parallel slices is cut
     through the volume (paper Eq. 4) and given to the network. Then, by ``mode``:
 
@@ -70,14 +75,13 @@ class TomographicInferer(Inferer):
     profiles (``L (M + 2) K`` numbers; the CAM stacks are backprojected as they come): each batch's activations
     are freed once it is scored. With gradients enabled
     autograd keeps every slice's activations for the backward pass, so memory grows linearly with
-    ``num_angles * (num_slices + 2)`` (e.g. 117 MiB against 40 MiB at L = 100 for a small network at 64^3).
+    ``num_angles * (num_slices + 2)``.
 
     Nearly all the time is the network's. To speed it up, give a network with its frozen batch normalisation
     folded (:func:`~monai_tonno.networks.fold_batch_norm`), in ``channels_last``, and on a GPU compiled
     (``torch.compile``) with a larger ``sw_batch_size``. An enclosing ``torch.autocast`` reaches the network
     only; slicing and reconstruction stay in float32. Reduced precision is costly here, since the second
-    difference amplifies the logits' rounding (ToNNO differs from strict float32 by about 0.2 % with TF32,
-    1.4 % with float16 and 11 % with bfloat16; ``benchmarks/network_precision.py``).
+    difference amplifies the logits' rounding (``benchmarks/network_precision.py`` measures how much).
 
     Example::
 
@@ -88,8 +92,8 @@ class TomographicInferer(Inferer):
     Args:
         num_angles: ``L``, the number of slice directions. Default for ToNNO: 1000 on the hemisphere, which cuts
             the planes of the paper's 2000 full-sphere directions with half the forward passes (on a trained
-            classifier its heatmap correlates at 0.987 with the full sphere's and segments as well; see
-            ``benchmarks/README.md``), or 2000 on the full sphere. Default for the CAM modes: 1000.
+            classifier it segments as well as the full sphere; ``benchmarks/README.md``), or 2000 on the full
+            sphere. Default for the CAM modes: 1000.
         num_slices: ``M``, slices per direction inside the field of view (two more are cut for the second
             difference).
         slice_size: pixels per side of each slice given to the network.
@@ -123,7 +127,12 @@ class TomographicInferer(Inferer):
         reconstruction: ToNNO's profiles to a volume. ``"filtered_backprojection"`` (default, the paper) or
             ``"iterative"``: the heatmap that best explains the profiles under a prior
             (:class:`~monai_tonno.reconstruction.IterativeReconstruction`), for fewer directions (fewer forward
-            passes) with fewer streaks. The CAM modes use their own backprojections.
+            passes) with fewer streaks, with the options below; or any reconstructor factory
+            (:class:`~monai_tonno.reconstruction.ReconstructorFactory`), e.g.
+            ``functools.partial(IterativeReconstruction, iterations=50, sparsity=1.0)``, or in a bundle config
+            ``{"_target_": "monai_tonno.reconstruction.IterativeReconstruction", "_mode_": "callable", ...}`` (a
+            ``functools.partial`` of the class).
+            The CAM modes use their own backprojections.
         iterations: the most iterations of the iterative reconstruction.
         tolerance: the iterative reconstruction stops when an iteration changes the heatmap by less than this
             fraction of its norm.
@@ -157,7 +166,7 @@ class TomographicInferer(Inferer):
         backprojection_chunk: int = 8,
         shard_angles: bool = False,
         backprojection: str = "fourier",
-        reconstruction: str = "filtered_backprojection",
+        reconstruction: str | ReconstructorFactory = "filtered_backprojection",
         iterations: int = 30,
         tolerance: float = 1e-3,
         regularization: float = 0.3,
@@ -170,23 +179,17 @@ class TomographicInferer(Inferer):
             raise ValueError(f"mode must be one of {TOMOGRAPHIC_MODES}, got {mode!r}.")
         if num_angles is None:
             num_angles = (1000 if hemisphere else 2000) if mode == "tonno" else 1000
-        num_angles = check_int("num_angles (L)", num_angles, 1)
-        num_slices = check_int("num_slices (M)", num_slices, 2)
-        slice_size = check_int("slice_size", slice_size, 2)
-        sw_batch_size = check_int("sw_batch_size", sw_batch_size, 1)
-        backprojection_chunk = check_int("backprojection_chunk", backprojection_chunk, 1)
-        if fov not in FOV_MODES:
-            raise ValueError(f"fov must be one of {FOV_MODES}, got {fov!r}.")
-        if spacing is not None and (len(spacing) != 3 or not all(float(x) > 0 for x in spacing)):
-            raise ValueError(f"spacing must be three positive millimetre values, got {spacing!r}.")
+        _check_settings(num_angles, num_slices, slice_size, sw_batch_size, backprojection_chunk, fov, spacing)
         if backprojection not in BACKPROJECTIONS:
             raise ValueError(f"backprojection must be one of {BACKPROJECTIONS}, got {backprojection!r}.")
-        if reconstruction not in RECONSTRUCTIONS:
-            raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {reconstruction!r}.")
-        if reconstruction == "iterative" and mode != "tonno":
+        if not callable(reconstruction) and reconstruction not in RECONSTRUCTIONS:
             raise ValueError(
-                f"reconstruction='iterative' reconstructs ToNNO's profiles (mode='tonno'), got mode={mode!r}: the "
-                "CAM modes have no forward model of their maps to invert."
+                f"reconstruction must be one of {RECONSTRUCTIONS} or a reconstructor factory, got {reconstruction!r}."
+            )
+        if (reconstruction == "iterative" or callable(reconstruction)) and mode != "tonno":
+            raise ValueError(
+                f"reconstruction={reconstruction!r} reconstructs ToNNO's profiles (mode='tonno'), got mode={mode!r}: "
+                "the CAM modes backproject their maps with StackBackprojection."
             )
         check_iterative_options(iterations, tolerance, regularization, sparsity, support)
         if isinstance(cam_method, str) and cam_method not in CAM_METHODS:
@@ -218,7 +221,8 @@ class TomographicInferer(Inferer):
         }
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
-        """Reconstruct the heatmap of every volume in the batch.
+        """Reconstruct the heatmap of every volume in the batch (:func:`tomographic_inference` with this
+        inferer's settings).
 
         Args:
             inputs: ``(B, C, X, Y, Z)`` volumes (a ``MetaTensor`` keeps its metadata in the output).
@@ -231,7 +235,7 @@ class TomographicInferer(Inferer):
             metadata.
         """
         score = self._scorer(network, *args, **kwargs)
-        return self._run(inputs, lambda slices: {self.mode: score(slices)}, {self.mode: self.mode})[self.mode]
+        return tomographic_inference(inputs, score, self.reconstructor_factory(self.mode), **self._settings())
 
     def reconstruct_many(
         self, inputs: torch.Tensor, network: nn.Module, outputs: Sequence[tuple[str, str | None, str | None]]
@@ -268,7 +272,30 @@ class TomographicInferer(Inferer):
             maps, logits = cams.all_maps(slices)
             return {key: logits if key[0] == "tonno" else maps[key[1], key[2]] for key in outputs}
 
-        return self._run(inputs, score, {key: key[0] for key in outputs})
+        factories = {key: self.reconstructor_factory(key[0]) for key in outputs}
+        return tomographic_inference(inputs, score, factories, **self._settings())
+
+    def reconstructor_factory(self, mode: str) -> ReconstructorFactory:
+        """What reconstructs ``mode``'s scores with this inferer's settings."""
+        if mode != "tonno":
+            filtered = mode == "tomographic_cam"
+            return functools.partial(StackBackprojection, slice_size=self.slice_size, filtered=filtered)
+        if callable(self.reconstruction):
+            return self.reconstruction
+        if self.reconstruction == "iterative":
+            return functools.partial(IterativeReconstruction, **self.iterative_options)
+        return functools.partial(
+            FilteredBackprojection, backprojection=self.backprojection, chunk_size=self.backprojection_chunk
+        )
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "num_angles": self.num_angles, "num_slices": self.num_slices, "slice_size": self.slice_size,
+            "fov": self.fov, "hemisphere": self.hemisphere, "sw_batch_size": self.sw_batch_size,
+            "sw_device": self.sw_device, "device": self.device, "spacing": self.spacing,
+            "directions_per_update": self.backprojection_chunk, "shard_angles": self.shard_angles,
+            "progress": self.progress,
+        }  # fmt: skip
 
     def _scorer(self, network: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[torch.Tensor], torch.Tensor]:
         """The function from a batch of slices to what is reconstructed: logits ``(N,)`` or maps ``(N, h, w)``."""
@@ -281,104 +308,160 @@ class TomographicInferer(Inferer):
             raise TypeError(f"the CAM modes need an nn.Module network, got {type(network).__name__}.")
         return SliceCAM(network, self.cam_layer, self.cam_method)
 
-    def _run(
-        self, inputs: torch.Tensor, score: Callable[[torch.Tensor], dict], modes: dict[Hashable, str]
-    ) -> dict[Hashable, torch.Tensor]:
-        """Heatmaps ``(B, 1, X, Y, Z)`` of every key of ``modes``, reconstructed from ``score``'s outputs."""
-        check_volume_batch(inputs)
-        device = torch.device(self.device) if self.device is not None else inputs.device
-        volumes = [self._reconstruct(inputs, index, score, modes) for index in range(len(inputs))]
-        result = {}
-        for key in modes:
-            moved = [volume.pop(key).to(device) for volume in volumes]  # popped: no second reference to free
-            output = moved[0][None] if len(moved) == 1 else torch.stack(moved)  # one volume: a view, not a copy
-            if isinstance(inputs, MetaTensor):
-                output = convert_to_dst_type(output, inputs, device=device, dtype=output.dtype)[0]
-            result[key] = output
-        return result
 
-    def _reconstruct(
-        self, inputs: torch.Tensor, index: int, score: Callable[[torch.Tensor], dict], modes: dict[Hashable, str]
-    ) -> dict[Hashable, torch.Tensor]:
+def _check_settings(
+    num_angles: int, num_slices: int, slice_size: int, sw_batch_size: int, directions_per_update: int, fov: str,
+    spacing: Sequence[float] | None,
+) -> None:  # fmt: skip
+    check_int("num_angles (L)", num_angles, 1)
+    check_int("num_slices (M)", num_slices, 2)
+    check_int("slice_size", slice_size, 2)
+    check_int("sw_batch_size", sw_batch_size, 1)
+    check_int("backprojection_chunk", directions_per_update, 1)
+    if fov not in FOV_MODES:
+        raise ValueError(f"fov must be one of {FOV_MODES}, got {fov!r}.")
+    if spacing is not None and (len(spacing) != 3 or not all(float(x) > 0 for x in spacing)):
+        raise ValueError(f"spacing must be three positive millimetre values, got {spacing!r}.")
+
+
+def tomographic_inference(
+    inputs: torch.Tensor,
+    score: Callable[[torch.Tensor], Any],
+    reconstructor: ReconstructorFactory | Mapping[Hashable, ReconstructorFactory],
+    num_angles: int,
+    num_slices: int,
+    slice_size: int,
+    fov: str = "inscribed",
+    hemisphere: bool = True,
+    sw_batch_size: int = 64,
+    sw_device: torch.device | str | None = None,
+    device: torch.device | str | None = None,
+    spacing: Sequence[float] | None = None,
+    directions_per_update: int = 8,
+    shard_angles: bool = False,
+    progress: bool = False,
+) -> torch.Tensor | dict[Hashable, torch.Tensor]:
+    """Reconstruct what ``score`` says of slices along ``num_angles`` directions into a volume, for every volume.
+
+    The algorithm of :class:`TomographicInferer` as a function, as MONAI's ``sliding_window_inference`` is the
+    algorithm of ``SlidingWindowInferer``. For each Fibonacci direction, the ``num_slices + 2`` slices at
+    :func:`~monai_tonno.radon.profile_offsets` are cut (:func:`~monai_tonno.radon.profile_slices`), scored
+    ``sw_batch_size`` at a time, and handed in whole directions to a :class:`~monai_tonno.reconstruction.Reconstructor`
+    made by ``reconstructor`` for each volume. Slicing and reconstruction run in float32; an enclosing
+    ``torch.autocast`` reaches ``score`` only.
+
+    Example::
+
+        heatmap = tomographic_inference(volumes, classifier, FilteredBackprojection, 250, 32, 64)
+        iterative = functools.partial(IterativeReconstruction, iterations=50)
+        heatmap = tomographic_inference(volumes, classifier, iterative, 125, 32, 64)
+
+    Args:
+        inputs: ``(B, C, X, Y, Z)`` volumes (a ``MetaTensor`` keeps its metadata in the outputs).
+        score: maps ``(N, C, S, S)`` slices to their scores: ``(N, K)`` outputs or ``(N, h, w)`` maps; a mapping
+            of them when ``reconstructor`` is a mapping, with the same keys.
+        reconstructor: makes the reconstruction of one volume, called with the keywords ``geometry``,
+            ``num_slices``, ``num_directions`` and ``device`` (a reconstructor class, or a ``functools.partial``
+            of one with its options); or a mapping of such, one per output.
+        num_angles: ``L``, the number of directions.
+        num_slices: ``M``, slices per direction inside the field of view (two more are cut).
+        slice_size: pixels per side of each slice.
+        fov: ``"inscribed"`` or ``"circumscribed"`` (:class:`~monai_tonno.geometry.VolumeGeometry`).
+        hemisphere: directions on a hemisphere (each plane family cut once) or, ``False``, the full sphere.
+        sw_batch_size: slices per call of ``score``.
+        sw_device: where slices are cut and scored; defaults to the input's device.
+        device: device of the outputs; defaults to the input's device.
+        spacing: voxel spacing in millimetres; by default from the ``MetaTensor`` affine (else 1 mm, warned).
+        directions_per_update: whole directions handed to the reconstruction at once; bounds the memory of
+            the scores held.
+        shard_angles: in a ``torch.distributed`` run, each rank cuts and scores every ``world_size``-th
+            direction and the reconstructions combine the shares
+            (:meth:`~monai_tonno.reconstruction.Reconstructor.result_of_all_processes`); every rank returns the
+            whole volume. Ignored without a process group.
+        progress: show a progress bar over directions.
+
+    Returns:
+        ``(B, K, X, Y, Z)`` float volumes, or a dict of them, one per key of ``reconstructor``.
+    """
+    check_volume_batch(inputs)
+    _check_settings(num_angles, num_slices, slice_size, sw_batch_size, directions_per_update, fov, spacing)
+    sw_device = check_device("sw_device", sw_device)
+    output_device = torch.device(check_device("device", device) or inputs.device)
+    single = not isinstance(reconstructor, Mapping)
+    factories = {None: reconstructor} if single else dict(reconstructor)
+    scorer = (lambda slices: {None: score(slices)}) if single else score
+    directions = fibonacci_directions(int(num_angles), hemisphere)
+    rank, world = _shard() if shard_angles else (0, 1)
+    directions = directions[rank::world]
+    volumes = []
+    for index in range(len(inputs)):
         volume = inputs[index]
         volume = volume.as_tensor() if isinstance(volume, MetaTensor) else volume
-        spacing = self.spacing if self.spacing is not None else _spacing_of(inputs, index)
-        geometry = VolumeGeometry(tuple(volume.shape[1:]), spacing, self.fov)
-        sw_device = torch.device(self.sw_device) if self.sw_device is not None else volume.device
-        network_precision = _caller_autocast(sw_device.type)
-        with torch.autocast(sw_device.type, enabled=False):
-            return self._reconstruct_float32(volume.to(sw_device).float(), geometry, score, modes, network_precision)
-
-    def _reconstruct_float32(
-        self,
-        volume: torch.Tensor,
-        geometry: VolumeGeometry,
-        score: Callable[[torch.Tensor], dict],
-        modes: dict[Hashable, str],
-        network_precision: contextlib.AbstractContextManager,
-    ) -> dict[Hashable, torch.Tensor]:
-        """Slicing and reconstruction in float32; only ``score`` runs under ``network_precision``."""
-        sw_device = volume.device
-        directions = fibonacci_directions(self.num_angles, self.hemisphere)
-        rank, world = _shard() if self.shard_angles else (0, 1)
-        directions = directions[rank::world]
-        frames = tuple(axis.to(device=sw_device, dtype=volume.dtype) for axis in orthonormal_frames(directions))
-        offsets, _ = profile_offsets(self.num_slices, device=sw_device)
-        per_direction = offsets.shape[0]
-        total = len(directions) * per_direction
-        reconstructors = {key: self._reconstructor(mode, geometry, sw_device) for key, mode in modes.items()}
-        pending: dict[Hashable, list[torch.Tensor]] = {key: [] for key in modes}  # not yet reconstructed
-        done = 0  # directions reconstructed so far
-        with tqdm(total=len(directions), unit="direction", disable=not self.progress, leave=False) as bar:
-            for start in range(0, total, self.sw_batch_size):
-                stop = min(start + self.sw_batch_size, total)
-                slices = profile_slices(volume, geometry, frames, offsets, start, stop, self.slice_size)
-                with network_precision:
-                    scored = score(slices)
-                for key in modes:
-                    pending[key].append(scored[key].float())
-                complete = stop // per_direction - done
-                if complete >= self.backprojection_chunk or stop == total:
-                    used = complete * per_direction
-                    chunk = tuple(axis[done : done + complete] for axis in frames)
-                    for key in modes:
-                        outputs = torch.cat(pending[key])
-                        stacks = outputs[:used].reshape(complete, per_direction, *outputs.shape[1:])
-                        reconstructors[key].add(stacks, chunk)
-                        pending[key] = [outputs[used:]]
-                    done += complete
-                    bar.update(complete)
-        if world > 1:
-            for reconstructor in reconstructors.values():
-                if isinstance(reconstructor, IterativeReconstruction):
-                    _gather_shares(reconstructor, world)
-        results = {}
-        for key, reconstructor in reconstructors.items():
-            result = reconstructor.result()
-            if world > 1 and not isinstance(reconstructor, IterativeReconstruction):
-                dist.all_reduce(result)  # the shares' weights already use the total L, so their sum is the whole
-            results[key] = result
-        return results
-
-    def _reconstructor(self, mode: str, geometry: VolumeGeometry, device: torch.device) -> Reconstructor:
-        """The reconstruction of ``mode`` with this inferer's settings."""
-        if mode != "tonno":
-            return StackBackprojection(
-                geometry, self.num_slices, self.num_angles, self.slice_size, mode == "tomographic_cam", device
-            )
-        if self.reconstruction == "iterative":
-            return IterativeReconstruction(geometry, self.num_slices, self.num_angles, device, **self.iterative_options)
-        return FilteredBackprojection(
-            geometry, self.num_slices, self.num_angles, device, self.backprojection, self.backprojection_chunk
-        )
+        volume_spacing = spacing if spacing is not None else _spacing_of(inputs, index)
+        geometry = VolumeGeometry(tuple(volume.shape[1:]), volume_spacing, fov)
+        where = torch.device(sw_device) if sw_device is not None else volume.device
+        network_precision = _caller_autocast(where.type)
+        with torch.autocast(where.type, enabled=False):  # geometry and reconstruction in float32
+            reconstructors = {
+                key: factory(geometry=geometry, num_slices=int(num_slices), num_directions=int(num_angles),
+                             device=where)
+                for key, factory in factories.items()
+            }  # fmt: skip
+            _score_directions(volume.to(where).float(), geometry, directions, scorer, reconstructors,
+                              network_precision, int(num_slices), int(slice_size), int(sw_batch_size),
+                              int(directions_per_update), progress)  # fmt: skip
+            volumes.append({
+                key: (r.result_of_all_processes() if world > 1 else r.result()) for key, r in reconstructors.items()
+            })  # fmt: skip
+    results = {}
+    for key in factories:
+        moved = [volume.pop(key).to(output_device) for volume in volumes]  # popped: no second reference to free
+        output = moved[0][None] if len(moved) == 1 else torch.stack(moved)  # one volume: a view, not a copy
+        if isinstance(inputs, MetaTensor):
+            output = convert_to_dst_type(output, inputs, device=output_device, dtype=output.dtype)[0]
+        results[key] = output
+    return results[None] if single else results
 
 
-def _gather_shares(reconstructor: IterativeReconstruction, world: int) -> None:
-    """Every rank's profiles and directions on every rank, so that each solves for the whole heatmap."""
-    local = (torch.cat(reconstructor.profiles).detach().cpu(), torch.cat(reconstructor.directions).cpu())
-    shares: list[Any] = [None] * world
-    dist.all_gather_object(shares, local)
-    reconstructor.gather(torch.cat([p for p, _ in shares]), torch.cat([d for _, d in shares]))
+def _score_directions(
+    volume: torch.Tensor,
+    geometry: VolumeGeometry,
+    directions: torch.Tensor,
+    score: Callable[[torch.Tensor], Mapping[Hashable, torch.Tensor]],
+    reconstructors: Mapping[Hashable, Reconstructor],
+    network_precision: contextlib.AbstractContextManager,
+    num_slices: int,
+    slice_size: int,
+    sw_batch_size: int,
+    directions_per_update: int,
+    progress: bool,
+) -> None:
+    """Cut, score and add every direction's slices of one float32 volume; only ``score`` runs under
+    ``network_precision``."""
+    frames = tuple(axis.to(device=volume.device, dtype=volume.dtype) for axis in orthonormal_frames(directions))
+    offsets, _ = profile_offsets(num_slices, device=volume.device)
+    per_direction = offsets.shape[0]
+    total = len(directions) * per_direction
+    pending: dict[Hashable, list[torch.Tensor]] = {key: [] for key in reconstructors}  # not yet reconstructed
+    done = 0  # directions reconstructed so far
+    with tqdm(total=len(directions), unit="direction", disable=not progress, leave=False) as bar:
+        for start in range(0, total, sw_batch_size):
+            stop = min(start + sw_batch_size, total)
+            slices = profile_slices(volume, geometry, frames, offsets, start, stop, slice_size)
+            with network_precision:
+                scored = score(slices)
+            for key in reconstructors:
+                pending[key].append(scored[key].float())
+            complete = stop // per_direction - done
+            if complete >= directions_per_update or stop == total:
+                used = complete * per_direction
+                chunk = tuple(axis[done : done + complete] for axis in frames)
+                for key, reconstructor in reconstructors.items():
+                    outputs = torch.cat(pending[key])
+                    reconstructor.add(outputs[:used].reshape(complete, per_direction, *outputs.shape[1:]), chunk)
+                    pending[key] = [outputs[used:]]
+                done += complete
+                bar.update(complete)
 
 
 def _caller_autocast(device_type: str) -> contextlib.AbstractContextManager:

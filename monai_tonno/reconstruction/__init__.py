@@ -9,7 +9,7 @@ that best explains ToNNO's profiles, under a prior). The constants of the invers
 :func:`~monai_tonno.radon.inverse_radon_weight`.
 """
 
-from monai_tonno.reconstruction.base import Frames, Reconstructor
+from monai_tonno.reconstruction.base import Frames, Reconstructor, ReconstructorFactory
 from monai_tonno.reconstruction.filtered import BACKPROJECTIONS, FilteredBackprojection
 from monai_tonno.reconstruction.iterative import SUPPORTS, IterativeReconstruction, check_iterative_options
 from monai_tonno.reconstruction.stacks import StackBackprojection
@@ -21,6 +21,7 @@ __all__ = [
     "Frames",
     "IterativeReconstruction",
     "Reconstructor",
+    "ReconstructorFactory",
     "StackBackprojection",
     "check_iterative_options",
 ]

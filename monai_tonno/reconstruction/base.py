@@ -5,12 +5,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Protocol
 
 import torch
+import torch.distributed as dist
 
 from monai_tonno.geometry import VolumeGeometry
 
-__all__ = ["Frames", "Reconstructor"]
+__all__ = ["Frames", "Reconstructor", "ReconstructorFactory"]
 
 Frames = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (n, u, v), each (l, 3)
 
@@ -54,9 +56,31 @@ class Reconstructor(ABC):
     def result(self) -> torch.Tensor:
         """The ``(K, X, Y, Z)`` volume of the directions added so far (``K`` outputs, 1 for maps)."""
 
+    def result_of_all_processes(self) -> torch.Tensor:
+        """The volume of every process' directions in a ``torch.distributed`` run where each process added its
+        share (on every process); :meth:`result` without a process group.
+
+        The default sums the processes' results, which is right for the reconstructions that are sums over
+        directions whose weights already use the total ``num_directions``; a reconstruction that needs all the
+        directions at once (the iterative one) gathers them instead.
+        """
+        result = self.result()
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(result)
+        return result
+
     def _check_scores(self, scores: torch.Tensor, frames: Frames) -> None:
         if scores.ndim < 2 or scores.shape[1] != self.num_slices + 2 or frames[0].shape != (scores.shape[0], 3):
             raise ValueError(
                 f"expected scores (l, M + 2 = {self.num_slices + 2}, ...) for l directions of shape (l, 3), got "
                 f"{tuple(scores.shape)} and {tuple(frames[0].shape)}."
             )
+
+
+class ReconstructorFactory(Protocol):
+    """Makes the :class:`Reconstructor` of one volume; a reconstructor class, or a ``functools.partial`` of one
+    with its own options (``"_mode_": "callable"`` in a bundle config), is one."""
+
+    def __call__(
+        self, *, geometry: VolumeGeometry, num_slices: int, num_directions: int, device: torch.device
+    ) -> Reconstructor: ...

@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 from torch.utils.checkpoint import checkpoint
 
 from monai_tonno.geometry import VolumeGeometry
@@ -133,6 +134,15 @@ class IterativeReconstruction(Reconstructor):
     def gather(self, profiles: torch.Tensor, directions: torch.Tensor) -> None:
         """Replace what was added by the given whole set (used after gathering the shares of all processes)."""
         self.profiles, self.directions = [profiles.to(self.device)], [directions.to(self.device)]
+
+    def result_of_all_processes(self) -> torch.Tensor:
+        """Every process' profiles and directions gathered on every process, then the whole solve on each."""
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            local = (torch.cat(self.profiles).detach().cpu(), torch.cat(self.directions).cpu())
+            shares: list = [None] * dist.get_world_size()
+            dist.all_gather_object(shares, local)
+            self.gather(torch.cat([p for p, _ in shares]), torch.cat([d for _, d in shares]))
+        return self.result()
 
     def result(self) -> torch.Tensor:
         if not self.profiles:
