@@ -151,7 +151,12 @@ BAD_INPUTS: list[tuple[str, Callable, type[Exception], str]] = [
         ValueError,
         "NaN",
     ),
-    ("SliceSamplingInferer(num_slices=0)", lambda: SliceSamplingInferer(num_slices=0), ValueError, "num_slices"),
+    (
+        "SliceSamplingInferer(slices_per_volume=0)",
+        lambda: SliceSamplingInferer(slices_per_volume=0),
+        ValueError,
+        "slices_per_volume",
+    ),
     ("lesion metric given a float heatmap", float_heatmap_in_metric, ValueError, "binary mask"),
     ("lesion metric given a mask without its batch axis", unbatched_mask_in_metric, ValueError, "(B, 1, X, Y, Z)"),
     (

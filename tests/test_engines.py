@@ -51,11 +51,18 @@ def test_slice_predictions_repeat_the_volume_label():
 
 def test_slice_sampling_inferer_is_repeatable():
     network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(1))
-    inferer = SliceSamplingInferer(num_slices=5, slice_size=8, seed=3, sw_batch_size=2)
+    inferer = SliceSamplingInferer(slices_per_volume=5, slice_size=8, seed=3, sw_batch_size=2)
     volumes = torch.rand(2, 1, 6, 6, 6)
     first = inferer(volumes, network)
     assert first.shape == (2, 5)
     torch.testing.assert_close(inferer(volumes, network), first)
+
+
+def test_slice_sampling_num_slices_is_deprecated_for_slices_per_volume():
+    """``num_slices`` is M per direction in TomographicInferer; here the old name still works, with a warning."""
+    with pytest.warns(FutureWarning, match="slices_per_volume"):
+        old = SliceSamplingInferer(num_slices=5, slice_size=8)
+    assert old.slices_per_volume == 5
 
 
 def test_distributed_sampler_splits_the_draws_over_ranks():

@@ -105,7 +105,7 @@ def test_a_validation_evaluator_ranks_volumes_by_their_detection_peaks():
     items = [{"image": _blob(amplitude=float(a)), "label": int(a > 0)} for a in (1.0, 0.0, 0.8, 0.0)]
     loader = DataLoader(Dataset(items), batch_size=2)
     inferer = ValidationInferer(
-        SliceSamplingInferer(num_slices=8, slice_size=24),
+        SliceSamplingInferer(slices_per_volume=8, slice_size=24),
         TomographicInferer(num_angles=8, num_slices=8, slice_size=24),
         min_size=4,
     )
