@@ -7,7 +7,7 @@ from monai_tonno.data.duke import alternate_patients, box_voxels, duke_datalist,
 from monai_tonno.data.ellipsoids import SHEPP_LOGAN_3D, ellipsoid_phantom
 from monai_tonno.data.fitting import DatasetGeometry, FittedPreprocessing, dataset_geometry, fit_preprocessing
 from monai_tonno.data.loading import StrictLoadImaged
-from monai_tonno.data.readers import (
+from monai_tonno.data.datalists import (
     alternate_by_label,
     autopet_datalist,
     check_training_split,

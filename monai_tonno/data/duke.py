@@ -33,7 +33,7 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from monai_tonno.atomic import write_json_atomic
-from monai_tonno.data.readers import _read_cache, _require_dir
+from monai_tonno.data.datalists import _read_cache, _require_dir
 from monai_tonno.data.sitk_reader import SimpleITKReader, find_dicom_series, instance_numbers
 
 __all__ = [

@@ -26,7 +26,7 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from monai_tonno.atomic import atomic_write
-from monai_tonno.data.readers import MOSMED_CATEGORIES
+from monai_tonno.data.datalists import MOSMED_CATEGORIES
 from monai_tonno.data.synthetic_petct import existing_dataset_dir
 
 __all__ = [

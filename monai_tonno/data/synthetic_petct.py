@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from monai_tonno.atomic import atomic_write
-from monai_tonno.data.readers import AUTOPET_FOLDER
+from monai_tonno.data.datalists import AUTOPET_FOLDER
 
 __all__ = ["SyntheticPETCTConfig", "autopet_or_synthetic", "generate_synthetic_autopet", "synthetic_petct_case"]
 
