@@ -2,11 +2,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """Phantoms and dataset readers."""
 
-from monai_tonno.data.dicom_writer import write_dicom_series
-from monai_tonno.data.duke import alternate_patients, box_voxels, duke_datalist, find_midline, parse_phases, read_boxes
-from monai_tonno.data.ellipsoids import SHEPP_LOGAN_3D, ellipsoid_phantom
-from monai_tonno.data.fitting import DatasetGeometry, FittedPreprocessing, dataset_geometry, fit_preprocessing
-from monai_tonno.data.loading import StrictLoadImaged
 from monai_tonno.data.datalists import (
     alternate_by_label,
     autopet_datalist,
@@ -16,6 +11,11 @@ from monai_tonno.data.datalists import (
     select_items,
     split_by_patient,
 )
+from monai_tonno.data.dicom_writer import write_dicom_series
+from monai_tonno.data.duke import alternate_patients, box_voxels, duke_datalist, find_midline, parse_phases, read_boxes
+from monai_tonno.data.ellipsoids import SHEPP_LOGAN_3D, ellipsoid_phantom
+from monai_tonno.data.fitting import DatasetGeometry, FittedPreprocessing, dataset_geometry, fit_preprocessing
+from monai_tonno.data.loading import StrictLoadImaged
 from monai_tonno.data.sitk_reader import SimpleITKReader, find_dicom_series
 from monai_tonno.data.synthetic_breast import (
     SyntheticBreastConfig,

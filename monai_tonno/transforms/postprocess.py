@@ -13,6 +13,7 @@ from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tenso
 from scipy import ndimage
 
 from monai_tonno.metrics.lesion import STRUCTURE_26
+from monai_tonno.transforms.threshold_file import load_threshold
 
 __all__ = ["BINARIZE_STRATEGIES", "Binarize", "ConnectedComponents", "otsu_threshold"]
 
@@ -88,8 +89,6 @@ class Binarize(Transform):
         if strategy == "fitted" and not threshold_file:
             raise ValueError("the 'fitted' strategy needs threshold_file, the JSON written by save_threshold.")
         if strategy in ("fitted", "hysteresis") and threshold_file:
-            from monai_tonno.transforms.threshold import load_threshold
-
             value = load_threshold(threshold_file, model_file)
         self.strategy = strategy
         self.value = float(value)
