@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from monai.data.utils import affine_to_spacing
 
 __all__ = [
     "FOV_MODES",
@@ -108,11 +109,13 @@ def rotate_in_plane(u: torch.Tensor, v: torch.Tensor, angle: torch.Tensor | floa
 
 
 def spacing_from_affine(affine: torch.Tensor) -> tuple[float, float, float]:
-    """Voxel spacing in millimetres: the norms of the first three columns of a ``(4, 4)`` affine."""
+    """Voxel spacing in millimetres of a ``(4, 4)`` affine (MONAI's ``affine_to_spacing``: the norms of its
+    first three columns)."""
     affine = torch.as_tensor(affine, dtype=torch.float64)
     if affine.shape != (4, 4):
         raise ValueError(f"expected a (4, 4) affine, got shape {tuple(affine.shape)}.")
-    spacing = torch.linalg.vector_norm(affine[:3, :3], dim=0)
+    # suppress_zeros would turn a zero spacing (a broken header) into 1 mm; VolumeGeometry names it instead
+    spacing = affine_to_spacing(affine, r=3, suppress_zeros=False)
     return tuple(float(s) for s in spacing)  # type: ignore[return-value]
 
 

@@ -17,7 +17,13 @@ from monai.utils import convert_to_dst_type
 from torch import nn
 from tqdm.auto import tqdm
 
-from monai_tonno.geometry import FOV_MODES, VolumeGeometry, fibonacci_directions, orthonormal_frames
+from monai_tonno.geometry import (
+    FOV_MODES,
+    VolumeGeometry,
+    fibonacci_directions,
+    orthonormal_frames,
+    spacing_from_affine,
+)
 from monai_tonno.networks.dtype import to_network_dtype
 from monai_tonno.radon import profile_offsets, profile_slices
 from monai_tonno.reconstruction import (
@@ -41,10 +47,7 @@ def _spacing_of(inputs: torch.Tensor, index: int) -> tuple[float, float, float]:
         warn_default_spacing("TomographicInferer")
         return (1.0, 1.0, 1.0)
     affine = inputs.affine
-    if affine.ndim == 3:
-        affine = affine[index]
-    spacing = torch.linalg.vector_norm(affine[:3, :3].double(), dim=0)
-    return tuple(float(s) for s in spacing)  # type: ignore[return-value]
+    return spacing_from_affine(affine[index] if affine.ndim == 3 else affine)
 
 
 TOMOGRAPHIC_MODES = ("tonno", "averaged_cam", "tomographic_cam")
