@@ -126,7 +126,10 @@ def label_calibrated(collected: MethodHeatmaps, methods: dict, min_size: float, 
 def summary_rows(rows: list[dict]) -> dict:
     best = {row["family"]: row for row in rows if row["best_layer"]}
     return {
-        family: {k: best[family][k] for k in ("layer", "f1", "dice", "balanced_accuracy", "precision", "recall")}
+        family: {
+            k: best[family].get(k)
+            for k in ("layer", "f1", "dice", "balanced_accuracy", "precision", "recall", "f1_pooled", "dice_positive")
+        }
         for family in FAMILIES
     }
 
