@@ -190,3 +190,14 @@ def lungs_of(hu: np.ndarray) -> np.ndarray:
 
     body = np.stack([ndimage.binary_fill_holes(hu[..., k] > -500) for k in range(hu.shape[2])], axis=-1)
     return body & (hu < -600)
+
+
+def test_a_chest_ct_dataset_generated_again_keeps_no_study_of_the_old_one(tmp_path):
+    """Another seed moves studies between grade folders; none of the old configuration's files may remain."""
+    from monai_tonno.data import SyntheticChestCTConfig, generate_synthetic_mosmed
+
+    root = tmp_path / "mosmed"
+    generate_synthetic_mosmed(root, SyntheticChestCTConfig(num_patients=8, size=16, seed=1), progress=False)
+    generate_synthetic_mosmed(root, SyntheticChestCTConfig(num_patients=8, size=16, seed=2), progress=False)
+    items = mosmed_datalist(root)
+    assert len(items) == 8 and len({item["patient"] for item in items}) == 8

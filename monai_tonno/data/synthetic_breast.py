@@ -22,14 +22,13 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from monai_tonno.atomic import atomic_write
 from monai_tonno.data.dicom_writer import new_uid, write_dicom_series
 from monai_tonno.data.duke import BOX_COLUMNS, DUKE_FOLDER
+from monai_tonno.data.manifest import complete_dataset, mark_complete
 from monai_tonno.data.synthetic_petct import existing_dataset_dir
 
 __all__ = ["SyntheticBreastConfig", "duke_or_synthetic", "generate_synthetic_duke", "synthetic_breast_case"]
 
-_MANIFEST = "synthetic_manifest.json"
 #                  pre    post1 (first post-contrast)
 _TISSUES = {
     "fat": (70.0, 75.0),
@@ -170,11 +169,8 @@ def generate_synthetic_duke(
     if min(config.shape) < 8:
         raise ValueError(f"every side of shape must be at least 8 voxels, got {config.shape}.")
     root = Path(root)
-    manifest = root / _MANIFEST
-    description = json.dumps(config.__dict__, sort_keys=True, default=list)
-    if manifest.is_file() and manifest.read_text() == description and not overwrite:
+    if complete_dataset(root, config, overwrite):
         return root
-    manifest.unlink(missing_ok=True)  # written again last: a generation killed part-way is redone
     shutil.rmtree(root / DUKE_FOLDER, ignore_errors=True)  # no series of another configuration left behind
     rng = np.random.default_rng(config.seed)
     spacing = np.asarray(config.spacing_mm)
@@ -196,8 +192,7 @@ def generate_synthetic_duke(
         tumours[patient] = int(tumour.sum())
     _write_boxes(root / "Annotation_Boxes.xlsx", boxes)
     (root / "tumours.json").write_text(json.dumps(tumours, indent=1))
-    with atomic_write(manifest) as handle:
-        handle.write(description)
+    mark_complete(root, config)
     return root
 
 

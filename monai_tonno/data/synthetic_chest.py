@@ -15,8 +15,8 @@ bright spot alone does not make a study positive. Voxels are anisotropic, as Mos
 
 from __future__ import annotations
 
-import json
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +25,8 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from monai_tonno.atomic import atomic_write
 from monai_tonno.data.datalists import MOSMED_CATEGORIES
+from monai_tonno.data.manifest import complete_dataset, mark_complete
 from monai_tonno.data.synthetic_petct import existing_dataset_dir
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "synthetic_chest_case",
 ]
 
-_MANIFEST = "synthetic_manifest.json"
 
 MOSMED_GRADE_COUNTS = {"CT-0": 254, "CT-1": 684, "CT-2": 125, "CT-3": 45, "CT-4": 2}
 """Studies per grade in the MosMedData release (Morozov et al., 2020)."""
@@ -165,11 +164,10 @@ def generate_synthetic_mosmed(
     if not 0.0 <= config.masked_fraction <= 1.0:
         raise ValueError(f"masked_fraction must be in [0, 1], got {config.masked_fraction}.")
     root = Path(root)
-    manifest = root / _MANIFEST
-    description = json.dumps(config.__dict__, sort_keys=True, default=list)
-    if manifest.is_file() and manifest.read_text() == description and not overwrite:
+    if complete_dataset(root, config, overwrite):
         return root
-    manifest.unlink(missing_ok=True)  # written again last: a generation killed part-way is redone
+    for folder in ("studies", "masks"):  # no study of another configuration left under another grade
+        shutil.rmtree(root / folder, ignore_errors=True)
     rng = np.random.default_rng(config.seed)
     grades = _grades(rng, config)
     spacing = config.spacing_mm
@@ -185,8 +183,7 @@ def generate_synthetic_mosmed(
         if index in masked:
             (root / "masks").mkdir(exist_ok=True)
             nib.save(nib.Nifti1Image(mask, affine), root / "masks" / f"study_{index:04d}_mask.nii.gz")
-    with atomic_write(manifest) as handle:
-        handle.write(description)
+    mark_complete(root, config)
     return root
 
 

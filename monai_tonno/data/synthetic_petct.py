@@ -11,7 +11,6 @@ evaluation only; training sees the volume label alone.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +21,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from monai_tonno.atomic import atomic_write
 from monai_tonno.data.datalists import AUTOPET_FOLDER
+from monai_tonno.data.manifest import complete_dataset, mark_complete
 
 __all__ = ["SyntheticPETCTConfig", "autopet_or_synthetic", "generate_synthetic_autopet", "synthetic_petct_case"]
-
-_MANIFEST = "synthetic_manifest.json"
 
 
 @dataclass(frozen=True)
@@ -153,11 +150,8 @@ def generate_synthetic_autopet(
     if config.size < 16:
         raise ValueError(f"size must be at least 16 voxels, got {config.size}.")
     root = Path(root)
-    manifest = root / _MANIFEST
-    description = json.dumps(config.__dict__, sort_keys=True, default=list)
-    if manifest.is_file() and manifest.read_text() == description and not overwrite:
+    if complete_dataset(root, config, overwrite):
         return root
-    manifest.unlink(missing_ok=True)  # written again last: a generation killed part-way is redone
     rng = np.random.default_rng(config.seed)
     positives = set(
         rng.permutation(config.num_patients)[: round(config.positive_fraction * config.num_patients)].tolist()
@@ -170,8 +164,7 @@ def generate_synthetic_autopet(
         study.mkdir(parents=True, exist_ok=True)
         for name, array in (("SUV", suv), ("CTres", hu), ("SEG", mask)):
             nib.save(nib.Nifti1Image(array, affine), study / f"{name}.nii.gz")
-    with atomic_write(manifest) as handle:
-        handle.write(description)
+    mark_complete(root, config)
     return root
 
 
