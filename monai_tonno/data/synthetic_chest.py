@@ -107,7 +107,7 @@ def synthetic_chest_case(
     hu[spine] = 650.0
     inside = np.argwhere(lungs)
     for _ in range(int(rng.integers(25, 45))):  # vessels: small bright specks in every study
-        centre = axes_point(axes, inside[rng.integers(len(inside))])
+        centre = _axes_point(axes, inside[rng.integers(len(inside))])
         vessel = _ellipsoid(grid, centre, (u(0.015, 0.03),) * 2 + (u(0.03, 0.08),)) & lungs
         hu[vessel] = u(-150.0, 40.0)
 
@@ -119,16 +119,16 @@ def synthetic_chest_case(
         weights = np.exp(-depth / max(float(depth.max()) / 4, 1e-6))
         weights /= weights.sum()
         while mask.sum() < target:
-            centre = axes_point(axes, inside[rng.choice(len(inside), p=weights)])
+            centre = _axes_point(axes, inside[rng.choice(len(inside), p=weights)])
             radius = math.exp(u(math.log(0.05), math.log(0.16)))
             mask |= _ellipsoid(grid, centre, tuple(radius * u(0.7, 1.3, size=3))) & lungs
         ggo = ndimage.gaussian_filter(mask.astype(np.float32), sigma=1.0) * u(280.0, 450.0)
-        hu = np.where(lungs, hu + ggo * lungs, hu)
+        hu[lungs] += ggo[lungs]
     hu = ndimage.gaussian_filter(hu, sigma=0.5) + rng.normal(0.0, 20.0, size=shape).astype(np.float32)
     return hu.astype(np.float32), mask.astype(np.uint8)
 
 
-def axes_point(axes: list[np.ndarray], index: np.ndarray) -> tuple[float, float, float]:
+def _axes_point(axes: list[np.ndarray], index: np.ndarray) -> tuple[float, float, float]:
     """The coordinates of voxel ``index`` on the grid spanned by ``axes``."""
     return tuple(float(axis[i]) for axis, i in zip(axes, index, strict=True))
 
