@@ -9,6 +9,7 @@ whole package). The folders are made in the real dataset layouts, with spaces in
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from monai.transforms import LoadImage
 from monai_tonno.data import SimpleITKReader, SyntheticBreastConfig, generate_synthetic_duke, synthetic_petct_case
 from monai_tonno.data.synthetic_petct import SyntheticPETCTConfig
 from monai_tonno.engines import read_readiness
+from monai_tonno.networks import load_segmenter, load_segmenter_config
 from monai_tonno.transforms import Binarize, ConnectedComponents, save_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,6 +176,45 @@ def test_evaluation_runs_in_a_fresh_process(frozen_bn_autopet):
     assert len(rows) == 1 + 1 + 4 * 4  # header, ToNNO, four CAM families at four layers
     assert (folder / "threshold.json").is_file()
     assert len(list((folder / "figures").glob("*.png"))) == 3  # one per evaluated volume (alternate halves of 6)
+
+
+def test_distillation_pseudo_labels_once_and_trains_a_segmenter(frozen_bn_autopet, tmp_path):
+    """distill.json in a fresh process: pseudo-labels of the training studies on the input's grid, a negative
+    study's label empty, a rerun reusing them, a new threshold redoing them, and a segmenter that loads."""
+    tmp, common = frozen_bn_autopet
+    output = tmp_path / "distil run"
+    shutil.copytree(Path(common["output_dir"]) / "models", output / "models")
+    models = output / "models"
+    save_threshold(models / "threshold.json", 0.0, "balanced_accuracy", 1.0, model_file=models / "model.pt")
+    overrides = {
+        "dataset_dir": common["dataset_dir"], "output_dir": str(output), **TINY_INFERENCE, "num_angles": 4,
+        "num_slices": 4, "max_iterations": 2, "roi_size": [8, 8, 8], "segmenter_channels": [4, 8], "batch_volumes": 1,
+        "crops_per_volume": 2,
+    }  # fmt: skip
+    finished = run_bundle("autopet", ["distill.json"], "training", overrides)
+    assert "inferred 4 studies, skipped 0" in finished.stdout + finished.stderr  # the 4 training studies
+    labels = sorted((output / "pseudo_labels").rglob("SUV_mask.nii.gz"))
+    assert len(labels) == 4
+    for label in labels:
+        study = Path(common["dataset_dir"]) / label.relative_to(output / "pseudo_labels").parent
+        expected = nib.load(str(study / "SUV.nii.gz"))
+        written = nib.load(str(label))
+        assert written.shape[:3] == expected.shape
+        np.testing.assert_allclose(written.affine, expected.affine, atol=1e-4)
+        if not nib.load(str(study / "SEG.nii.gz")).get_fdata().any():  # a negative study: nothing, whatever ToNNO saw
+            assert not written.get_fdata().any()
+    config = load_segmenter_config(output / "segmenter" / "model.pt")
+    assert config["roi_size"] == [8, 8, 8] and config["network"]["channels"] == [4, 8]
+    segmenter = load_segmenter(output / "segmenter" / "model.pt")
+    assert segmenter(torch.zeros(1, 2, 8, 8, 8)).shape == (1, 1, 8, 8, 8)
+
+    again = run_bundle("autopet", ["distill.json"], "training", {**overrides, "resume": False})
+    assert "inferred 0 studies, skipped 4" in again.stdout + again.stderr
+    save_threshold(models / "threshold.json", 0.5, "balanced_accuracy", 1.0, model_file=models / "model.pt")
+    redone = run_bundle("autopet", ["distill.json"], "training", {**overrides, "resume": False})
+    assert "inferred 4 studies, skipped 0" in redone.stdout + redone.stderr
+    refused = run_bundle("autopet", ["distill.json"], "training", {**overrides, "max_iterations": 3}, ok=False)
+    assert refused.returncode != 0 and "cannot resume the segmenter" in refused.stderr
 
 
 def test_a_checkpoint_that_does_not_fit_its_configuration_is_named(frozen_bn_autopet, tmp_path):

@@ -11,6 +11,7 @@ from monai_tonno.engines.checkpoints import (
     latest_checkpoint,
     resume_handlers,
 )
+from monai_tonno.engines.distillation import check_student_resumable, pseudo_labelled, save_student
 from monai_tonno.engines.evaluation import (
     TABLE_COLUMNS,
     MethodHeatmaps,
@@ -58,6 +59,9 @@ __all__ = [
     "ema_handler",
     "evaluate_methods",
     "infer_studies",
+    "pseudo_labelled",
+    "check_student_resumable",
+    "save_student",
     "run_fingerprint",
     "study_name",
     "warn_uncalibrated",

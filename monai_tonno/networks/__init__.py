@@ -1,6 +1,6 @@
 # Copyright (c) monai_tonno contributors
 # SPDX-License-Identifier: Apache-2.0
-"""The slice classifier factory."""
+"""The slice classifier factory, and the 3D segmenter that learns from ToNNO's masks."""
 
 from monai_tonno.networks.classifier import (
     NORM_TYPES,
@@ -11,6 +11,13 @@ from monai_tonno.networks.classifier import (
 )
 from monai_tonno.networks.dtype import to_network_dtype
 from monai_tonno.networks.fold import fold_batch_norm
+from monai_tonno.networks.segmenter import (
+    SEGMENTERS,
+    create_segmenter,
+    load_segmenter,
+    load_segmenter_config,
+    save_segmenter_config,
+)
 from monai_tonno.networks.trained import (
     NETWORK_CONFIG_FILE,
     NetworkConfigRecord,
@@ -23,6 +30,11 @@ __all__ = [
     "NETWORK_CONFIG_FILE",
     "NORM_TYPES",
     "NetworkConfigRecord",
+    "SEGMENTERS",
+    "create_segmenter",
+    "load_segmenter",
+    "load_segmenter_config",
+    "save_segmenter_config",
     "create_slice_classifier",
     "describe_mismatch",
     "fold_batch_norm",

@@ -17,6 +17,7 @@ from monai_tonno.transforms.threshold import (
     separation_p_value,
     threshold_from_peaks,
 )
+from monai_tonno.transforms.volume_label import EmptyNegatived
 
 __all__ = [
     "BINARIZE_STRATEGIES",
@@ -29,6 +30,7 @@ __all__ = [
     "ConnectedComponents",
     "ConnectedComponentsd",
     "DCEChannelsd",
+    "EmptyNegatived",
     "ObliqueSlice",
     "ObliqueSliced",
     "RandObliqueSlice",

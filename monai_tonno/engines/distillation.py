@@ -1,0 +1,113 @@
+# Copyright (c) monai_tonno contributors
+# SPDX-License-Identifier: Apache-2.0
+"""Distillation: ToNNO's masks of the training studies as the labels of a 3D segmenter.
+
+The pseudo-labels are written once by :func:`~monai_tonno.engines.infer_studies` (so they resume after a kill and
+are redone when the teacher, its threshold or the settings change); :func:`pseudo_labelled` reads the records
+back, checks that every label came from this teacher with these settings, and gives the segmenter's datalist in
+MONAI's convention (``image`` and ``label``, the volume label kept as ``volume_label``). A student resumes only
+from checkpoints of the same teacher (:func:`check_student_resumable`), and its ``model.pt`` is written once
+training has completed (:func:`save_student`), so a killed run never leaves a half-trained model under the name
+segmentation loads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from monai_tonno.atomic import torch_save_atomic
+from monai_tonno.engines.checkpoints import latest_checkpoint
+from monai_tonno.engines.studies import _is_complete, _record_path, run_fingerprint, study_name
+
+__all__ = ["check_student_resumable", "pseudo_labelled", "save_student"]
+
+
+def pseudo_labelled(
+    items: Sequence[Mapping[str, Any]],
+    record_dir: str | Path,
+    depends_on: Sequence[str | Path | None] = (),
+    settings: Mapping[str, Any] | None = None,
+    postfix: str = "mask",
+    label_key: str = "label",
+) -> list[dict]:
+    """The items with their pseudo-label: ``label`` the mask file, ``volume_label`` the study's class.
+
+    Args:
+        items: the datalist items that were pseudo-labelled.
+        record_dir: the ``record_dir`` of the :func:`~monai_tonno.engines.infer_studies` run that wrote them.
+        depends_on: that run's ``depends_on`` (the teacher's model and threshold files).
+        settings: that run's ``settings``.
+        postfix: the ``output_postfix`` of the mask's ``SaveImaged``.
+        label_key: the items' volume-label key.
+
+    Raises:
+        ValueError: naming every study without a complete pseudo-label from this teacher and these settings (a
+            label from another teacher would silently train the student on the wrong masks).
+    """
+    fingerprint = run_fingerprint(depends_on, settings)
+    labelled, missing = [], []
+    for item in items:
+        record_path = _record_path(Path(record_dir), item)
+        if not _is_complete(record_path, fingerprint):
+            missing.append(study_name(item))
+            continue
+        outputs = json.loads(record_path.read_text())["outputs"]
+        masks = [path for path in outputs if Path(path).name.split(".")[0].endswith(f"_{postfix}")]
+        if len(masks) != 1:
+            missing.append(f"{study_name(item)} (its record lists {len(masks)} files ending in _{postfix})")
+            continue
+        labelled.append({**item, "volume_label": item[label_key], "label": masks[0]})
+    if missing:
+        raise ValueError(
+            f"{len(missing)} of {len(items)} studies have no pseudo-label from this teacher and these settings in "
+            f"{str(record_dir)!r}: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}; run the "
+            "pseudo-labelling step (it resumes) before training the segmenter."
+        )
+    return labelled
+
+
+def check_student_resumable(
+    segmenter_dir: str | Path, config: Mapping[str, Any], resume: bool = True, total_iterations: int | None = None
+) -> None:
+    """Before a student resumes from ``segmenter_dir/checkpoints``, check that it continues the same run: the same
+    network, crop size, teacher (the fingerprint of its pseudo-labels) and planned iterations.
+
+    Raises:
+        ValueError: naming what differs (resuming a student of another teacher would mix two sets of labels).
+    """
+    from monai_tonno.networks.segmenter import load_segmenter_config
+
+    folder = Path(segmenter_dir)
+    latest = latest_checkpoint(folder / "checkpoints") if resume else None
+    if latest is None:
+        return
+    differences = []
+    if (folder / "network.json").is_file():
+        saved = load_segmenter_config(folder / "network.json")
+        differences += [
+            f"{key}: trained with {saved.get(key)!r}, now {config.get(key)!r}"
+            for key in ("network", "roi_size", "preprocessing", "teacher")
+            if saved.get(key) != json.loads(json.dumps(config.get(key)))
+        ]
+    trainer = torch.load(latest, map_location="cpu", weights_only=True, mmap=True)["trainer"]
+    planned = int(trainer.get("max_epochs", 0)) * int(trainer.get("epoch_length") or 0)
+    if total_iterations is not None and planned and planned != int(total_iterations):
+        differences.append(f"iterations: planned for {planned}, now {int(total_iterations)}")
+    if differences:
+        raise ValueError(
+            f"cannot resume the segmenter from {str(latest)!r}, which belongs to another run "
+            f"({'; '.join(differences)}). Pass the same settings, or start afresh with --resume false or another "
+            "--output_dir."
+        )
+
+
+def save_student(network: nn.Module, segmenter_dir: str | Path) -> Path:
+    """Write the trained student's weights as ``segmenter_dir/model.pt`` (atomically)."""
+    state = {key: value.detach().cpu() for key, value in network.state_dict().items()}
+    return torch_save_atomic(state, Path(segmenter_dir) / "model.pt")
