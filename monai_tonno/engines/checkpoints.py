@@ -92,6 +92,16 @@ def resume_handlers(
     return [CheckpointLoader(load_path=str(path), load_dict=save_dict, map_location=map_location)]
 
 
+def planned_iterations_differ(checkpoint: str | Path, total_iterations: int | None) -> list[str]:
+    """``["iterations: planned for A, now B"]`` when the trainer of ``checkpoint`` planned another total than
+    ``total_iterations`` (a one-cycle schedule ends at its planned total, so a resumed run cannot plan another)."""
+    trainer = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["trainer"]
+    planned = int(trainer.get("max_epochs", 0)) * int(trainer.get("epoch_length") or 0)
+    if total_iterations is not None and planned and planned != int(total_iterations):
+        return [f"iterations: planned for {planned}, now {int(total_iterations)}"]
+    return []
+
+
 def check_resumable(
     ckpt_dir: str | Path, network_config: dict[str, Any], resume: bool = True, total_iterations: int | None = None
 ) -> None:
@@ -119,10 +129,7 @@ def check_resumable(
             for key, value in network_config.items()
             if key in ("network", "slice_size") and saved.get(key) != value
         ]
-    trainer = torch.load(latest, map_location="cpu", weights_only=True, mmap=True)["trainer"]
-    planned = int(trainer.get("max_epochs", 0)) * int(trainer.get("epoch_length") or 0)
-    if total_iterations is not None and planned and planned != int(total_iterations):
-        differences.append(f"iterations: planned for {planned}, now {int(total_iterations)}")
+    differences += planned_iterations_differ(latest, total_iterations)
     if differences:
         raise ValueError(
             f"cannot resume from {str(latest)!r}, which belongs to another run ({'; '.join(differences)}). Pass the "

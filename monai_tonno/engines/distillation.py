@@ -18,11 +18,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from monai_tonno.atomic import torch_save_atomic
-from monai_tonno.engines.checkpoints import latest_checkpoint
+from monai_tonno.engines.checkpoints import latest_checkpoint, planned_iterations_differ
 from monai_tonno.engines.studies import _is_complete, _record_path, run_fingerprint, study_name
 
 __all__ = ["check_student_resumable", "pseudo_labelled", "save_student"]
@@ -95,10 +94,7 @@ def check_student_resumable(
             for key in ("network", "roi_size", "preprocessing", "teacher")
             if saved.get(key) != json.loads(json.dumps(config.get(key)))
         ]
-    trainer = torch.load(latest, map_location="cpu", weights_only=True, mmap=True)["trainer"]
-    planned = int(trainer.get("max_epochs", 0)) * int(trainer.get("epoch_length") or 0)
-    if total_iterations is not None and planned and planned != int(total_iterations):
-        differences.append(f"iterations: planned for {planned}, now {int(total_iterations)}")
+    differences += planned_iterations_differ(latest, total_iterations)
     if differences:
         raise ValueError(
             f"cannot resume the segmenter from {str(latest)!r}, which belongs to another run "
