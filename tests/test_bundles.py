@@ -217,6 +217,55 @@ def test_distillation_pseudo_labels_once_and_trains_a_segmenter(frozen_bn_autope
     assert refused.returncode != 0 and "cannot resume the segmenter" in refused.stderr
 
 
+def test_segment_json_writes_the_students_masks_on_each_studys_grid_and_exports(frozen_bn_autopet, tmp_path):
+    """segment.json in a fresh process over a real-layout folder: one sliding-window pass per study, a probability
+    and a mask on the input's grid and affine, a rerun that skips every study, ckpt_export's TorchScript giving
+    the segmenter's own output, and the student as a row of evaluate.json's table."""
+    tmp, common = frozen_bn_autopet
+    output = tmp_path / "segment run"
+    shutil.copytree(Path(common["output_dir"]) / "models", output / "models")
+    save_threshold(output / "models" / "threshold.json", 0.0, "balanced_accuracy", 1.0,
+                   model_file=output / "models" / "model.pt")  # fmt: skip
+    run_bundle("autopet", ["distill.json"], "training", {
+        "dataset_dir": common["dataset_dir"], "output_dir": str(output), **TINY_INFERENCE, "num_angles": 4,
+        "num_slices": 4, "max_iterations": 1, "roi_size": [8, 8, 8], "segmenter_channels": [4, 8],
+        "batch_volumes": 1, "crops_per_volume": 1})  # fmt: skip
+    overrides = {"dataset_dir": common["dataset_dir"], "output_dir": str(output), "device": "cpu"}
+    finished = run_bundle("autopet", ["segment.json"], "run", overrides)
+    assert "inferred 6 studies, skipped 0" in finished.stdout + finished.stderr  # --dataset_dir: every study
+    masks = sorted((output / "segmentations").rglob("SUV_mask.nii.gz"))
+    assert len(masks) == 6
+    for mask_file in masks:
+        study = Path(common["dataset_dir"]) / mask_file.relative_to(output / "segmentations").parent
+        expected = nib.load(str(study / "SUV.nii.gz"))
+        probability = nib.load(str(mask_file.with_name("SUV_probability.nii.gz")))
+        mask = nib.load(str(mask_file))
+        for written in (probability, mask):
+            assert written.shape[:3] == expected.shape
+            np.testing.assert_allclose(written.affine, expected.affine, atol=1e-4)
+        values = probability.get_fdata()
+        assert values.min() >= 0.0 and values.max() <= 1.0  # a sigmoid, zero outside the body
+        assert np.all(values[mask.get_fdata() > 0] > 0.5)  # components of the probability's cut at 0.5
+    again = run_bundle("autopet", ["segment.json"], "run", overrides)
+    assert "inferred 0 studies, skipped 6" in again.stdout + again.stderr
+
+    exported = output / "segmenter" / "model.ts"
+    command = [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(exported),
+               "--ckpt_file", str(output / "segmenter" / "model.pt"), "--meta_file", "bundles/autopet/metadata.json",
+               "--config_file", "bundles/autopet/segment.json", "--output_dir", str(output)]  # fmt: skip
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    scripted = torch.jit.load(str(exported))
+    segmenter = load_segmenter(output / "segmenter" / "model.pt")
+    volume = torch.randn(1, 2, 8, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(volume), segmenter(volume))
+
+    evaluation = {**overrides, **TINY_INFERENCE, "num_angles": 4, "num_slices": 4, "eval_split": "all"}
+    run_bundle("autopet", ["evaluate.json"], "run", evaluation)
+    table = (output / "evaluation" / "table.md").read_text()
+    assert "| ToNNO -> UNet |" in table and "| ToNNO |" in table
+
+
 def test_a_checkpoint_that_does_not_fit_its_configuration_is_named(frozen_bn_autopet, tmp_path):
     tmp, common = frozen_bn_autopet
     models = tmp_path / "models"

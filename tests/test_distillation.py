@@ -4,8 +4,9 @@
 
 import pytest
 import torch
+from scipy import ndimage
 
-from monai_tonno.engines import pseudo_labelled
+from monai_tonno.engines import pseudo_labelled, student_methods
 from monai_tonno.networks import create_segmenter, load_segmenter, save_segmenter_config
 from monai_tonno.transforms import EmptyNegatived
 
@@ -43,3 +44,55 @@ def test_a_segmenter_loads_from_its_folder_and_refuses_weights_of_another(tmp_pa
         save_segmenter_config(tmp_path, {**config, "roi_size": [8, 8]})
     with pytest.raises(ValueError, match="name must be one of"):
         create_segmenter("vnet")
+
+
+def test_the_student_joins_the_evaluation_only_on_the_preprocessing_it_was_trained_on(tmp_path):
+    """student_methods gives the segmenter's sigmoid over a whole volume (windows blended back to one value per
+    voxel) and refuses volumes preprocessed otherwise than its training's."""
+    network = create_segmenter("unet", 2, channels=(4, 8))
+    preprocessing = {"pixdim": [4.0, 4.0, 4.0], "intensity_offset": [0.0, 0.0], "intensity_scale": [1.0, 1.0]}
+    config = {"network": {"name": "unet", "in_channels": 2, "channels": [4, 8]}, "roi_size": [8, 8, 8],
+              "preprocessing": preprocessing}  # fmt: skip
+    save_segmenter_config(tmp_path, config)
+    torch.save(network.state_dict(), tmp_path / "model.pt")
+    (name, method), *others = student_methods(tmp_path / "model.pt", preprocessing).items()
+    assert name == "ToNNO -> UNet" and not others
+    volume = torch.randn(1, 2, 8, 8, 8)  # one window: the blend of one window is the window itself
+    network.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(method(volume), torch.sigmoid(network(volume)))
+    larger = method(torch.randn(1, 2, 13, 10, 9))
+    assert larger.shape == (1, 1, 13, 10, 9) and 0 <= larger.min() and larger.max() <= 1
+    with pytest.raises(ValueError, match="trained on preprocessing"):
+        student_methods(tmp_path / "model.pt", {**preprocessing, "pixdim": [2.0, 2.0, 2.0]})
+
+
+def test_an_extra_method_is_fitted_and_scored_beside_the_papers(tmp_path):
+    """evaluate_methods' extra_methods: a method whose heatmap peaks inside each lesion and is zero elsewhere finds
+    every lesion and no false one under its own name, after the paper's families; one whose heatmap is not one
+    value per voxel is named."""
+    from monai_tonno.engines import evaluate_methods, write_report
+    from monai_tonno.inferers import TomographicInferer
+    from monai_tonno.networks import create_slice_classifier
+
+    masks = [torch.zeros(12, 12, 12) for _ in range(4)]
+    for index, mask in enumerate(masks):
+        if index < 3:
+            mask[2 + index : 6 + index, 3:7, 4:8] = 1
+    items = [{"image": torch.stack([m, torch.rand_like(m)]), "mask": m} for m in masks]
+    network = create_slice_classifier("test_resnet", in_chans=2)
+    inferer = TomographicInferer(num_angles=3, num_slices=3, slice_size=12)
+
+    def oracle(volume):  # the truth (channel 0), brightest at each lesion's centre: any cut leaves one blob inside
+        truth = volume[0, 0].numpy()
+        return torch.as_tensor(ndimage.gaussian_filter(truth, 1.0) * truth)[None, None]
+
+    truth = {"oracle": oracle}
+    rows = evaluate_methods(items, network, inferer, ["layer1"], min_size=2, progress=False, extra_methods=truth)
+    oracle = next(row for row in rows if row["family"] == "oracle")
+    assert oracle["f1"] == 1.0 and oracle["balanced_accuracy"] == 1.0 and oracle["dice"] > 0
+    table = write_report(rows, tmp_path).splitlines()
+    assert table[-3].startswith("| oracle |") and table[-4].startswith("| Tomographic LayerCAM")
+    with pytest.raises(ValueError, match="one value per voxel"):
+        evaluate_methods(items, network, inferer, ["layer1"], progress=False,
+                         extra_methods={"flat": lambda volume: volume[:, :1, 0]})  # fmt: skip

@@ -11,12 +11,19 @@ from monai_tonno.engines.checkpoints import (
     latest_checkpoint,
     resume_handlers,
 )
-from monai_tonno.engines.distillation import check_student_resumable, pseudo_labelled, save_student
+from monai_tonno.engines.distillation import (
+    SigmoidSlidingWindowInferer,
+    check_student_resumable,
+    pseudo_labelled,
+    save_student,
+    student_methods,
+)
 from monai_tonno.engines.evaluation import (
     TABLE_COLUMNS,
     MethodHeatmaps,
     collect_heatmaps,
     evaluate_methods,
+    method_families,
     method_heatmaps,
     score_methods,
     write_figures,
@@ -58,10 +65,13 @@ __all__ = [
     "collect_heatmaps",
     "ema_handler",
     "evaluate_methods",
+    "method_families",
     "infer_studies",
     "pseudo_labelled",
     "check_student_resumable",
     "save_student",
+    "SigmoidSlidingWindowInferer",
+    "student_methods",
     "run_fingerprint",
     "study_name",
     "warn_uncalibrated",

@@ -14,17 +14,25 @@ segmentation loads.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+from monai.inferers import Inferer, SlidingWindowInferer
 from torch import nn
 
 from monai_tonno.atomic import torch_save_atomic
 from monai_tonno.engines.checkpoints import latest_checkpoint, planned_iterations_differ
 from monai_tonno.engines.studies import _is_complete, _record_path, run_fingerprint, study_name
 
-__all__ = ["check_student_resumable", "pseudo_labelled", "save_student"]
+__all__ = [
+    "SigmoidSlidingWindowInferer",
+    "check_student_resumable",
+    "pseudo_labelled",
+    "save_student",
+    "student_methods",
+]
 
 
 def pseudo_labelled(
@@ -107,3 +115,63 @@ def save_student(network: nn.Module, segmenter_dir: str | Path) -> Path:
     """Write the trained student's weights as ``segmenter_dir/model.pt`` (atomically)."""
     state = {key: value.detach().cpu() for key, value in network.state_dict().items()}
     return torch_save_atomic(state, Path(segmenter_dir) / "model.pt")
+
+
+class SigmoidSlidingWindowInferer(Inferer):
+    """A segmenter's foreground probability: one sliding-window pass over a ``(B, C, X, Y, Z)`` volume, then the
+    sigmoid, ``(B, 1, X, Y, Z)`` on the volume's device (what ``segment.json`` infers, as one inferer, so that the
+    student's calibration and evaluation see exactly its probabilities).
+
+    Args:
+        roi_size: the window, the crop size the segmenter was trained on.
+        sw_batch_size: windows per forward pass.
+        overlap: the windows' overlap.
+        sw_device: where the network runs.
+    """
+
+    def __init__(
+        self,
+        roi_size: Sequence[int],
+        sw_batch_size: int = 4,
+        overlap: float = 0.25,
+        sw_device: str | torch.device | None = None,
+    ) -> None:
+        super().__init__()
+        self.window = SlidingWindowInferer(list(roi_size), sw_batch_size, overlap, mode="gaussian", sw_device=sw_device)
+
+    def __call__(self, inputs: torch.Tensor, network: Callable[..., torch.Tensor], *args: Any, **kwargs: Any):
+        with torch.no_grad():
+            return torch.sigmoid(self.window(inputs, network, *args, **kwargs).float())
+
+
+def student_methods(
+    ckpt_path: str | Path,
+    preprocessing: Mapping[str, Any],
+    device: str | torch.device = "cpu",
+    sw_batch_size: int = 4,
+    overlap: float = 0.25,
+) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """The distilled segmenter of ``ckpt_path`` as one more method of
+    :func:`~monai_tonno.engines.evaluate_methods`: ``{"ToNNO -> <network>": its probability}``.
+
+    Args:
+        ckpt_path: the segmenter's ``model.pt`` (its ``network.json`` beside it).
+        preprocessing: the preprocessing of the volumes it will be given (the classifier's ``network.json``'s).
+
+    Raises:
+        ValueError: when the segmenter was trained on other preprocessing (other voxels or intensities would give
+            it inputs it never saw, and a silently wrong row).
+    """
+    from monai_tonno.networks.segmenter import load_segmenter, load_segmenter_config
+
+    config = load_segmenter_config(ckpt_path)
+    trained_on = json.loads(json.dumps(config["preprocessing"]))
+    if trained_on != json.loads(json.dumps(dict(preprocessing))):
+        raise ValueError(
+            f"the segmenter {str(ckpt_path)!r} was trained on preprocessing {trained_on}, but the volumes are "
+            f"preprocessed with {dict(preprocessing)}; distil it again from this classifier (distill.json)."
+        )
+    network = load_segmenter(ckpt_path, config).to(device)
+    inferer = SigmoidSlidingWindowInferer(config["roi_size"], sw_batch_size, overlap, sw_device=device)
+    name = {"unet": "UNet", "segresnet": "SegResNet"}.get(config["network"]["name"], config["network"]["name"])
+    return {f"ToNNO -> {name}": lambda volume: inferer(volume, network)}

@@ -5,14 +5,16 @@
 Methods: slice-wise GradCAM and LayerCAM, ToNNO, Averaged LayerCAM and Tomographic LayerCAM, the CAM ones at
 each of ``layers``. The volumes are split into a *fitting* half, on which each method's binarisation
 threshold and each CAM family's best layer are chosen, and an *evaluation* half, on which the numbers are
-reported (so that no number is fitted on the volumes it is reported on).
+reported (so that no number is fitted on the volumes it is reported on). Other methods (e.g. the segmenter
+distilled from ToNNO, :func:`~monai_tonno.engines.student_methods`) join the table as ``extra_methods`` and are
+fitted and scored by the same protocol.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,7 @@ __all__ = [
     "MethodHeatmaps",
     "collect_heatmaps",
     "evaluate_methods",
+    "method_families",
     "method_heatmaps",
     "score_methods",
     "table_columns",
@@ -137,6 +140,7 @@ def collect_heatmaps(
     progress: bool = True,
     body_channel: int | None = None,
     body_threshold: float = 0.5,
+    extra_methods: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
 ) -> MethodHeatmaps:
     """Run every method on ``items`` (see :func:`evaluate_methods` for the arguments).
 
@@ -159,13 +163,33 @@ def collect_heatmaps(
         collected.images.append(np.asarray(image[0].cpu()))
         collected.names.append(f"{index:03d}_{item.get('breast') or item.get('patient', 'volume')}")
         body = 1.0 if body_channel is None else body_mask(image[0], body_channel, body_threshold)
-        for key, heatmap in method_heatmaps(image, network, tomographic, layers, axis).items():
+        heatmaps = method_heatmaps(image, network, tomographic, layers, axis)
+        for name, method in (extra_methods or {}).items():
+            heatmaps[name, ""] = _extra_heatmap(name, method, image)
+        for key, heatmap in heatmaps.items():
             collected.heatmaps.setdefault(key, []).append(heatmap * body)
         mask = np.asarray(torch.as_tensor(item["mask"]).cpu())
         collected.masks.append(mask.reshape(mask.shape[-3:]))
     if len(collected.names) < 2:
         raise StudyFailures("evaluation needs at least 2 readable volumes", collected.failures, len(collected.names))
     return collected
+
+
+def _extra_heatmap(name: str, method: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        heatmap = torch.as_tensor(method(image)).detach().cpu().float()
+    if tuple(heatmap.shape[-3:]) != tuple(image.shape[-3:]) or heatmap.numel() != image[0, 0].numel():
+        raise ValueError(
+            f"the method {name!r} gave a heatmap of shape {tuple(heatmap.shape)} for a volume of shape "
+            f"{tuple(image.shape)}; expected one value per voxel, (1, 1, X, Y, Z)."
+        )
+    return np.asarray(heatmap.reshape(image.shape[-3:]))
+
+
+def method_families(rows: Sequence[dict]) -> list[str]:
+    """The families of ``rows`` in the table's order: the paper's methods, then any other method in order."""
+    present = dict.fromkeys(row["family"] for row in rows)
+    return [family for family in FAMILIES if family in present] + [f for f in present if f not in FAMILIES]
 
 
 def score_methods(
@@ -183,7 +207,7 @@ def score_methods(
         threshold, fitted = fit_threshold(maps[fit], masks[fit], score=fit_score, min_size=min_size)
         rows.append({"family": family, "layer": layer, "threshold": threshold, f"fit_{fit_score}": fitted,
                      **_scores(maps[held], masks[held], threshold, min_size, overlap)})  # fmt: skip
-    for family in FAMILIES:
+    for family in method_families(rows):
         candidates = [row for row in rows if row["family"] == family]
         best = max(candidates, key=lambda row: row[f"fit_{fit_score}"])
         for row in candidates:
@@ -206,6 +230,7 @@ def evaluate_methods(
     overlap: str = "dice",
     raise_on_failure: bool = True,
     model_note: str | None = None,
+    extra_methods: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
 ) -> list[dict]:
     """Run every method on ``items`` and score it on the evaluation half with thresholds fitted on the other.
 
@@ -235,12 +260,18 @@ def evaluate_methods(
             :class:`~monai_tonno.engines.StudyFailures` naming them, once the others are scored and the report
             written (so that the command exits non-zero).
 
+        extra_methods: more methods, by name: each maps a ``(1, C, X, Y, Z)`` volume to its ``(1, 1, X, Y, Z)``
+            heatmap on the same grid (e.g. :func:`~monai_tonno.engines.student_methods`). Their thresholds are
+            fitted like the others'.
+
     Returns:
         one row per method and layer: family, layer, the threshold, the fitting score, the table's columns and
         whether the layer is its family's best.
     """
     table_columns(overlap)
-    collected = collect_heatmaps(items, network, tomographic, layers, axis, progress, body_channel, body_threshold)
+    collected = collect_heatmaps(
+        items, network, tomographic, layers, axis, progress, body_channel, body_threshold, extra_methods
+    )
     rows = score_methods(collected, fit_score, min_size, overlap)
     if output_dir is not None:
         write_report(rows, output_dir, fit_score, overlap, model_note)
@@ -297,10 +328,8 @@ def write_report(
     lines = [model_note, ""] if model_note else []
     lines += ["| Method | " + " | ".join(names.get(c, c.replace("_", " ").capitalize()) for c in columns) + " |"]
     lines.append("|---|" + "---|" * len(columns))
-    for family in FAMILIES:
-        row = next((r for r in best if r["family"] == family), None)
-        if row is None:
-            continue
+    for family in method_families(best):
+        row = next(r for r in best if r["family"] == family)
         name = f"{family} ({row['layer']})" if row["layer"] else family
         cells = []
         for column in columns:
