@@ -189,7 +189,7 @@ def test_distillation_pseudo_labels_once_and_trains_a_segmenter(frozen_bn_autope
     overrides = {
         "dataset_dir": common["dataset_dir"], "output_dir": str(output), **TINY_INFERENCE, "num_angles": 4,
         "num_slices": 4, "max_iterations": 2, "roi_size": [8, 8, 8], "segmenter_channels": [4, 8], "batch_volumes": 1,
-        "crops_per_volume": 2,
+        "crops_per_volume": 2, "ignore_band": True,
     }  # fmt: skip
     finished = run_bundle("autopet", ["distill.json"], "training", overrides)
     assert "inferred 4 studies, skipped 0" in finished.stdout + finished.stderr  # the 4 training studies
@@ -204,7 +204,7 @@ def test_distillation_pseudo_labels_once_and_trains_a_segmenter(frozen_bn_autope
         if not nib.load(str(study / "SEG.nii.gz")).get_fdata().any():  # a negative study: nothing, whatever ToNNO saw
             assert not written.get_fdata().any()
     config = load_segmenter_config(output / "segmenter" / "model.pt")
-    assert config["roi_size"] == [8, 8, 8] and config["network"]["channels"] == [4, 8]
+    assert config["roi_size"] == [8, 8, 8] and config["network"]["channels"] == [4, 8] and config["ignore_band"]
     segmenter = load_segmenter(output / "segmenter" / "model.pt")
     assert segmenter(torch.zeros(1, 2, 8, 8, 8)).shape == (1, 1, 8, 8, 8)
 
@@ -399,6 +399,35 @@ def test_cuda_device_without_cuda_is_named(tmp_path):
     assert finished.returncode != 0 and "torch.cuda.is_available() is False" in finished.stderr
 
 
+def distil_and_segment(bundle: str, common: dict, studies: int) -> list[Path]:
+    """distill.json then segment.json in fresh processes after the teacher's inference: the student's probability
+    and mask of every study on the grid and affine of ToNNO's heatmap of it, then the student as a row of
+    evaluate.json's table. Returns the probability files."""
+    output = Path(common["output_dir"])
+    models = output / "models"
+    save_threshold(models / "threshold.json", 0.0, "balanced_accuracy", 1.0, model_file=models / "model.pt")
+    distil = {**common, **TINY_INFERENCE, "num_angles": 4, "num_slices": 4, "max_iterations": 1,
+              "roi_size": [8, 8, 8], "segmenter_channels": [4, 8], "batch_volumes": 1, "crops_per_volume": 1}  # fmt: skip
+    run_bundle(bundle, ["distill.json"], "training", distil)
+    finished = run_bundle(bundle, ["segment.json"], "run", {**common, "device": "cpu"})
+    assert f"inferred {studies} studies, skipped 0" in finished.stdout + finished.stderr
+    probabilities = sorted((output / "segmentations").rglob("*_probability.nii.gz"))
+    assert len(probabilities) == studies
+    for probability_file in probabilities:
+        relative = str(probability_file.relative_to(output / "segmentations"))
+        teacher = nib.load(str(output / "predictions" / relative.replace("_probability.", "_heatmap.")))
+        mask = nib.load(str(probability_file).replace("_probability.", "_mask."))
+        probability = nib.load(str(probability_file))
+        for written in (probability, mask):
+            assert written.shape[:3] == teacher.shape[:3]
+            np.testing.assert_allclose(written.affine, teacher.affine, atol=1e-4)
+        values = probability.get_fdata()
+        assert values.min() >= 0.0 and values.max() <= 1.0 and np.all(values[mask.get_fdata() > 0] > 0.5)
+    run_bundle(bundle, ["evaluate.json"], "evaluation", {**common, **TINY_INFERENCE, "layers": ["layer1"]})
+    assert "| ToNNO -> UNet |" in (output / "evaluation" / "table.md").read_text()
+    return probabilities
+
+
 def make_mosmed(root: Path) -> None:
     rng = np.random.default_rng(0)
     affine = np.diag([1.5, 1.5, 4.0, 1.0])
@@ -439,6 +468,7 @@ def test_mosmed_bundle_every_config(tmp_path):
            "ema_momentum": 0.5, "balanced_sampling": True}  # fmt: skip
     run_bundle("mosmed", ["train.json", "multi_gpu_train.json"], "training", ddp, 2)
     assert (tmp_path / "ddp" / "models" / "checkpoint_final.pt").is_file()
+    distil_and_segment("mosmed", common, studies=5)  # "distill.json", "segment.json"
 
 
 def test_duke_bundle_every_config_on_dicom_series(tmp_path):
@@ -467,6 +497,8 @@ def test_duke_bundle_every_config_on_dicom_series(tmp_path):
     run_bundle("duke", ["evaluate.json"], "evaluation", {**common, **TINY_INFERENCE, "layers": ["layer1"]})
     table = (tmp_path / "run output" / "evaluation" / "table.md").read_text()
     assert "| ToNNO |" in table and "MaxIoU" in table and "Dice" not in table
+    left, right = (nib.load(str(p)).get_fdata() for p in distil_and_segment("duke", common, studies=8)[:2])
+    assert not ((left > 0) & (right > 0)).any()  # each breast's probability only on its own side
 
 
 def test_mosmed_embedded_default_runs_without_a_dataset(tmp_path):

@@ -2,13 +2,22 @@
 # SPDX-License-Identifier: Apache-2.0
 """The pieces of distillation: the volume-label term, the pseudo-label records, the segmenter's files."""
 
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
+from monai.bundle import ConfigParser
+from monai.losses import DiceCELoss
+from monai.transforms import Compose, Randomizable
 from scipy import ndimage
 
-from monai_tonno.engines import pseudo_labelled, student_methods
+from monai_tonno.engines import DiceCEIgnoreLoss, pseudo_labelled, student_methods
 from monai_tonno.networks import create_segmenter, load_segmenter, save_segmenter_config
-from monai_tonno.transforms import EmptyNegatived
+from monai_tonno.transforms import IGNORE_VALUE, EmptyNegatived, IgnoreBandd, otsu_threshold
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_negative_study_is_emptied_and_a_positive_one_kept():
@@ -96,3 +105,73 @@ def test_an_extra_method_is_fitted_and_scored_beside_the_papers(tmp_path):
     with pytest.raises(ValueError, match="one value per voxel"):
         evaluate_methods(items, network, inferer, ["layer1"], progress=False,
                          extra_methods={"flat": lambda volume: volume[:, :1, 0]})  # fmt: skip
+
+
+def _two_blobs() -> tuple[torch.Tensor, torch.Tensor]:
+    """A heatmap with a strong blob (the teacher's mask), a faint one above Otsu's threshold but without a seed,
+    and weak positive noise elsewhere; and the binary mask of the strong blob."""
+    heatmap = torch.full((1, 12, 12, 12), 0.1)
+    heatmap[0, 1:4, 1:4, 1:4] = 10.0
+    heatmap[0, 7:10, 7:10, 7:10] = 6.0
+    mask = (heatmap > 8).float()
+    return heatmap, mask
+
+
+def test_the_ignore_band_is_what_lies_above_otsu_outside_the_mask_of_a_positive_study():
+    heatmap, mask = _two_blobs()
+    otsu = otsu_threshold(heatmap[heatmap > 0])
+    assert 0.1 < otsu < 6.0  # the faint blob is above Otsu's cut, the noise below it
+    out = IgnoreBandd("label")({"label": mask, "heatmap": heatmap, "volume_label": 1})["label"]
+    assert torch.equal(out[mask > 0], torch.ones(27))
+    assert torch.equal(out[0, 7:10, 7:10, 7:10], torch.full((3, 3, 3), IGNORE_VALUE))
+    assert int((out == IGNORE_VALUE).sum()) == 27 and int((out == 0).sum()) == 12**3 - 54
+    negative = IgnoreBandd("label")({"label": mask * 0, "heatmap": heatmap, "volume_label": 0})["label"]
+    assert not negative.any()  # the volume label is certain: nothing of a negative study is ignored
+    with pytest.raises(ValueError, match="binary mask"):
+        IgnoreBandd("label")({"label": mask * 2, "heatmap": heatmap, "volume_label": 1})
+    with pytest.raises(ValueError, match="shape"):
+        IgnoreBandd("label")({"label": mask[:, :6], "heatmap": heatmap, "volume_label": 1})
+    with pytest.raises(KeyError, match="heatmap"):
+        IgnoreBandd("label")({"label": mask, "volume_label": 1})
+
+
+def test_the_ignoring_loss_is_dice_ce_on_the_kept_voxels_and_blind_to_the_others():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 1, 6, 6, 6, dtype=torch.float64, requires_grad=True)
+    target = (torch.rand(2, 1, 6, 6, 6) > 0.7).double()
+    loss = DiceCEIgnoreLoss()
+    reference = DiceCELoss(sigmoid=True, batch=True)
+    torch.testing.assert_close(loss(logits, target), reference(logits, target), rtol=1e-12, atol=1e-12)
+    ignored = torch.rand(2, 1, 6, 6, 6) > 0.6
+    marked = target.masked_fill(ignored, IGNORE_VALUE)
+    kept = ~ignored
+    # the reference on the kept voxels alone, gathered into one flat "volume" (batch Dice sums over everything)
+    flat = (logits[kept].reshape(1, 1, -1), target[kept].reshape(1, 1, -1))
+    torch.testing.assert_close(loss(logits, marked), reference(*flat), rtol=1e-12, atol=1e-12)
+    loss(logits, marked).backward()
+    assert not logits.grad[ignored].any() and logits.grad[kept].abs().sum() > 0
+    moved = logits.detach().masked_fill(ignored, 50.0)
+    torch.testing.assert_close(loss(moved, marked), loss(logits.detach(), marked), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("bundle", ["autopet", "mosmed"])
+@pytest.mark.parametrize("ignore_band", [False, True])
+def test_distill_json_trains_on_binary_labels_and_ignores_its_band_on_request(bundle, ignore_band, tmp_path):
+    """The pseudo-label files hold component labels 1..K; the student's targets are 0/1 (and the ignore value in
+    the band when --ignore_band is set), after distill.json's own transforms up to the random crops."""
+    heatmap, mask = _two_blobs()
+    files = {"image": tmp_path / "image.nii.gz", "label": tmp_path / "label.nii.gz", "heatmap": tmp_path / "hm.nii.gz"}
+    for key, array in (("image", heatmap), ("label", mask * 3), ("heatmap", heatmap)):  # component 3 of a mask
+        nib.save(nib.Nifti1Image(array[0].numpy(), np.eye(4)), files[key])
+    parser = ConfigParser()
+    parser.read_config(str(ROOT / "bundles" / bundle / "distill.json"))
+    parser.update({"pixdim": [1.0, 1.0, 1.0], "roi_size": [8, 8, 8], "ignore_band": ignore_band})
+    parser.update({"intensity_offset": [0.0], "intensity_scale": [1.0]} if bundle == "autopet" else {"hu_window": [0, 10]})
+    transforms = parser.get_parsed_content("train#preprocessing").transforms
+    deterministic = Compose(transforms[: next(i for i, t in enumerate(transforms) if isinstance(t, Randomizable))])
+    item = {key: str(path) for key, path in files.items()} | {"volume_label": 1}
+    label = deterministic(item)["label"]
+    assert "heatmap" not in deterministic(item)
+    values = set(torch.unique(label).tolist())
+    assert values == ({IGNORE_VALUE, 0.0, 1.0} if ignore_band else {0.0, 1.0})
+    assert int((label == 1).sum()) == 27 and int((label == IGNORE_VALUE).sum()) == (27 if ignore_band else 0)

@@ -29,7 +29,7 @@ from monai_tonno.engines.evaluation import (
     write_figures,
     write_report,
 )
-from monai_tonno.engines.losses import SliceBCEWithLogitsLoss, SliceMILLoss
+from monai_tonno.engines.losses import DiceCEIgnoreLoss, SliceBCEWithLogitsLoss, SliceMILLoss
 from monai_tonno.engines.outputs import slice_predictions, volume_peaks, volume_predictions
 from monai_tonno.engines.readiness import (
     READINESS_KEY,
@@ -53,6 +53,7 @@ __all__ = [
     "volume_peaks",
     "AtomicCheckpointSaver",
     "RandomStates",
+    "DiceCEIgnoreLoss",
     "DistributedReplacementSampler",
     "MethodHeatmaps",
     "SliceBCEWithLogitsLoss",

@@ -42,8 +42,10 @@ def pseudo_labelled(
     settings: Mapping[str, Any] | None = None,
     postfix: str = "mask",
     label_key: str = "label",
+    heatmap_postfix: str = "heatmap",
 ) -> list[dict]:
-    """The items with their pseudo-label: ``label`` the mask file, ``volume_label`` the study's class.
+    """The items with their pseudo-label: ``label`` the mask file, ``heatmap`` the teacher's heatmap file (when
+    the run wrote one), ``volume_label`` the study's class.
 
     Args:
         items: the datalist items that were pseudo-labelled.
@@ -52,6 +54,7 @@ def pseudo_labelled(
         settings: that run's ``settings``.
         postfix: the ``output_postfix`` of the mask's ``SaveImaged``.
         label_key: the items' volume-label key.
+        heatmap_postfix: the ``output_postfix`` of the heatmap's ``SaveImaged``.
 
     Raises:
         ValueError: naming every study without a complete pseudo-label from this teacher and these settings (a
@@ -65,11 +68,13 @@ def pseudo_labelled(
             missing.append(study_name(item))
             continue
         outputs = json.loads(record_path.read_text())["outputs"]
-        masks = [path for path in outputs if Path(path).name.split(".")[0].endswith(f"_{postfix}")]
+        masks, heatmaps = ([path for path in outputs if Path(path).name.split(".")[0].endswith(f"_{end}")]
+                           for end in (postfix, heatmap_postfix))  # fmt: skip
         if len(masks) != 1:
             missing.append(f"{study_name(item)} (its record lists {len(masks)} files ending in _{postfix})")
             continue
-        labelled.append({**item, "volume_label": item[label_key], "label": masks[0]})
+        heatmap = {"heatmap": heatmaps[0]} if len(heatmaps) == 1 else {}
+        labelled.append({**item, **heatmap, "volume_label": item[label_key], "label": masks[0]})
     if missing:
         raise ValueError(
             f"{len(missing)} of {len(items)} studies have no pseudo-label from this teacher and these settings in "
@@ -99,7 +104,7 @@ def check_student_resumable(
         saved = load_segmenter_config(folder / "network.json")
         differences += [
             f"{key}: trained with {saved.get(key)!r}, now {config.get(key)!r}"
-            for key in ("network", "roi_size", "preprocessing", "teacher")
+            for key in ("network", "roi_size", "preprocessing", "teacher", "ignore_band")
             if saved.get(key) != json.loads(json.dumps(config.get(key)))
         ]
     differences += planned_iterations_differ(latest, total_iterations)

@@ -1,14 +1,18 @@
 # Copyright (c) monai_tonno contributors
 # SPDX-License-Identifier: Apache-2.0
-"""Losses of slice logits against the volume label carried to every slice: per-slice BCE, multiple-instance."""
+"""Losses of slice logits against the volume label carried to every slice (per-slice BCE, multiple-instance), and
+the distilled segmenter's Dice + cross-entropy that skips the voxels its pseudo-label marks as uncertain."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from monai.losses import MaskedDiceLoss
 from torch import nn
 
-__all__ = ["SliceBCEWithLogitsLoss", "SliceMILLoss"]
+from monai_tonno.transforms.pseudo_label import IGNORE_VALUE
+
+__all__ = ["DiceCEIgnoreLoss", "SliceBCEWithLogitsLoss", "SliceMILLoss"]
 
 
 class SliceBCEWithLogitsLoss(nn.BCEWithLogitsLoss):
@@ -79,3 +83,34 @@ class SliceMILLoss(nn.Module):
             per_volume = F.binary_cross_entropy_with_logits(negatives, torch.zeros_like(negatives), reduction="none")
             losses.append(per_volume.mean(1))
         return torch.cat(losses).mean()
+
+
+class DiceCEIgnoreLoss(nn.Module):
+    """MONAI's ``DiceCELoss(sigmoid=True, batch=True)`` for binary logits ``(B, 1, X, Y, Z)``, except that the
+    voxels whose target is ``ignore_value`` count in neither term (:class:`~monai_tonno.transforms.IgnoreBandd`
+    marks them). Without such voxels it is ``DiceCELoss``'s value.
+
+    Args:
+        ignore_value: the target value of the voxels to skip.
+        lambda_dice: the weight of the Dice term.
+        lambda_ce: the weight of the binary cross-entropy term (the mean over the kept voxels).
+    """
+
+    def __init__(self, ignore_value: float = IGNORE_VALUE, lambda_dice: float = 1.0, lambda_ce: float = 1.0) -> None:
+        super().__init__()
+        if lambda_dice < 0 or lambda_ce < 0:
+            raise ValueError(f"lambda_dice and lambda_ce must be >= 0, got {lambda_dice} and {lambda_ce}.")
+        self.ignore_value, self.lambda_dice, self.lambda_ce = float(ignore_value), lambda_dice, lambda_ce
+        self.dice = MaskedDiceLoss(sigmoid=True, batch=True)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: A002 - torch's name
+        if input.shape != target.shape or input.shape[1] != 1:
+            raise ValueError(
+                f"expected one-channel logits and a target of the same shape, got {tuple(input.shape)} and "
+                f"{tuple(target.shape)}."
+            )
+        keep = (target != self.ignore_value).to(input.dtype)
+        target = target.to(input.dtype) * keep
+        dice = self.dice(input, target, mask=keep)
+        cross_entropy = F.binary_cross_entropy_with_logits(input, target, weight=keep, reduction="sum")
+        return self.lambda_dice * dice + self.lambda_ce * cross_entropy / keep.sum().clamp(min=1)

@@ -7,6 +7,7 @@ from monai_tonno.transforms.body import BodyMask, RestrictToBodyd, body_mask
 from monai_tonno.transforms.breast import BoxMaskd, BreastSided, DCEChannelsd, breast_output_name
 from monai_tonno.transforms.dictionary import Binarized, ConnectedComponentsd, ObliqueSliced, RandObliqueSliced
 from monai_tonno.transforms.postprocess import BINARIZE_STRATEGIES, Binarize, ConnectedComponents, otsu_threshold
+from monai_tonno.transforms.pseudo_label import IGNORE_VALUE, EmptyNegatived, IgnoreBandd
 from monai_tonno.transforms.threshold import (
     FIT_SCORES,
     detection_peak,
@@ -17,11 +18,11 @@ from monai_tonno.transforms.threshold import (
     separation_p_value,
     threshold_from_peaks,
 )
-from monai_tonno.transforms.volume_label import EmptyNegatived
 
 __all__ = [
     "BINARIZE_STRATEGIES",
     "FIT_SCORES",
+    "IGNORE_VALUE",
     "Binarize",
     "Binarized",
     "BodyMask",
@@ -31,6 +32,7 @@ __all__ = [
     "ConnectedComponentsd",
     "DCEChannelsd",
     "EmptyNegatived",
+    "IgnoreBandd",
     "ObliqueSlice",
     "ObliqueSliced",
     "RandObliqueSlice",
