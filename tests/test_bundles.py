@@ -406,8 +406,8 @@ def distil_and_segment(bundle: str, common: dict, studies: int) -> list[Path]:
     output = Path(common["output_dir"])
     models = output / "models"
     save_threshold(models / "threshold.json", 0.0, "balanced_accuracy", 1.0, model_file=models / "model.pt")
-    distil = {**common, **TINY_INFERENCE, "num_angles": 4, "num_slices": 4, "max_iterations": 1,
-              "roi_size": [8, 8, 8], "segmenter_channels": [4, 8], "batch_volumes": 1, "crops_per_volume": 1}  # fmt: skip
+    distil = {**common, **TINY_INFERENCE, "num_angles": 4, "num_slices": 4, "max_iterations": 1, "roi_size": [8, 8, 8],
+              "segmenter_channels": [4, 8], "batch_volumes": 1, "crops_per_volume": 1}  # fmt: skip
     run_bundle(bundle, ["distill.json"], "training", distil)
     finished = run_bundle(bundle, ["segment.json"], "run", {**common, "device": "cpu"})
     assert f"inferred {studies} studies, skipped 0" in finished.stdout + finished.stderr

@@ -166,7 +166,10 @@ def test_distill_json_trains_on_binary_labels_and_ignores_its_band_on_request(bu
     parser = ConfigParser()
     parser.read_config(str(ROOT / "bundles" / bundle / "distill.json"))
     parser.update({"pixdim": [1.0, 1.0, 1.0], "roi_size": [8, 8, 8], "ignore_band": ignore_band})
-    parser.update({"intensity_offset": [0.0], "intensity_scale": [1.0]} if bundle == "autopet" else {"hu_window": [0, 10]})
+    if bundle == "autopet":
+        parser.update({"intensity_offset": [0.0], "intensity_scale": [1.0]})
+    else:
+        parser.update({"hu_window": [0, 10]})
     transforms = parser.get_parsed_content("train#preprocessing").transforms
     deterministic = Compose(transforms[: next(i for i, t in enumerate(transforms) if isinstance(t, Randomizable))])
     item = {key: str(path) for key, path in files.items()} | {"volume_label": 1}
