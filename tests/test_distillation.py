@@ -14,7 +14,7 @@ from monai.transforms import Compose, Randomizable
 from scipy import ndimage
 
 from monai_tonno.engines import DiceCEIgnoreLoss, pseudo_labelled, student_methods
-from monai_tonno.networks import create_segmenter, load_segmenter, save_segmenter_config
+from monai_tonno.networks import create_segmenter, load_segmenter, load_segmenter_config, save_segmenter_config
 from monai_tonno.transforms import IGNORE_VALUE, EmptyNegatived, IgnoreBandd, otsu_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +46,8 @@ def test_a_segmenter_loads_from_its_folder_and_refuses_weights_of_another(tmp_pa
     volume = torch.randn(1, 2, 8, 8, 8)
     network.eval()
     torch.testing.assert_close(loaded(volume), network(volume))
+    with pytest.raises(FileNotFoundError, match="no trained segmenter at .*elsewhere.*run the distillation"):
+        load_segmenter(tmp_path / "elsewhere" / "model.pt", load_segmenter_config(tmp_path))
     torch.save(create_segmenter("unet", 2, channels=(4, 16)).state_dict(), tmp_path / "model.pt")
     with pytest.raises(ValueError, match="do not fit the segmenter"):
         load_segmenter(tmp_path / "model.pt")

@@ -40,7 +40,14 @@ from monai_tonno.engines.readiness import (
     warn_if_unready,
 )
 from monai_tonno.engines.samplers import DistributedReplacementSampler, class_balanced_weights
-from monai_tonno.engines.studies import StudyFailures, StudyReport, infer_studies, run_fingerprint, study_name
+from monai_tonno.engines.studies import (
+    StudyFailures,
+    StudyReport,
+    completed_outputs,
+    infer_studies,
+    run_fingerprint,
+    study_name,
+)
 
 __all__ = [
     "READINESS_KEY",
@@ -59,6 +66,7 @@ __all__ = [
     "SliceBCEWithLogitsLoss",
     "StudyFailures",
     "StudyReport",
+    "completed_outputs",
     "SliceMILLoss",
     "calibrate_detection_threshold",
     "check_resumable",

@@ -24,7 +24,7 @@ from torch import nn
 
 from monai_tonno.atomic import torch_save_atomic
 from monai_tonno.engines.checkpoints import latest_checkpoint, planned_iterations_differ
-from monai_tonno.engines.studies import _is_complete, _record_path, run_fingerprint, study_name
+from monai_tonno.engines.studies import completed_outputs, run_fingerprint, study_name
 
 __all__ = [
     "SigmoidSlidingWindowInferer",
@@ -63,11 +63,10 @@ def pseudo_labelled(
     fingerprint = run_fingerprint(depends_on, settings)
     labelled, missing = [], []
     for item in items:
-        record_path = _record_path(Path(record_dir), item)
-        if not _is_complete(record_path, fingerprint):
+        outputs = completed_outputs(record_dir, item, fingerprint)
+        if outputs is None:
             missing.append(study_name(item))
             continue
-        outputs = json.loads(record_path.read_text())["outputs"]
         masks, heatmaps = ([path for path in outputs if Path(path).name.split(".")[0].endswith(f"_{end}")]
                            for end in (postfix, heatmap_postfix))  # fmt: skip
         if len(masks) != 1:

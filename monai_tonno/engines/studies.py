@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from monai_tonno.atomic import file_digest, file_stamp, write_json_atomic
 
-__all__ = ["StudyFailures", "StudyReport", "infer_studies", "run_fingerprint", "study_name"]
+__all__ = ["StudyFailures", "StudyReport", "completed_outputs", "infer_studies", "run_fingerprint", "study_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +106,16 @@ def _record_path(record_dir: Path, item: Mapping[str, Any]) -> Path:
     key = hashlib.sha256(json.dumps(dict(item), sort_keys=True, default=str).encode()).hexdigest()[:16]
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name(item))[-80:]
     return record_dir / f"{readable}-{key}.json"
+
+
+def completed_outputs(record_dir: str | Path, item: Mapping[str, Any], fingerprint: str) -> list[str] | None:
+    """The files that :func:`infer_studies` wrote for ``item`` in the run of ``fingerprint``
+    (:func:`run_fingerprint`), or ``None`` when that study has no complete record of this run (never inferred,
+    inferred with other settings or models, or an output changed since)."""
+    record_path = _record_path(Path(record_dir), item)
+    if not _is_complete(record_path, fingerprint):
+        return None
+    return list(json.loads(record_path.read_text())["outputs"])
 
 
 def _is_complete(record_path: Path, fingerprint: str) -> bool:

@@ -105,6 +105,11 @@ def load_segmenter(ckpt_path: str | Path, config: Mapping[str, Any] | None = Non
     ``config`` or the ``network.json`` beside it, in eval mode."""
     config = load_segmenter_config(ckpt_path) if config is None else config
     network = create_segmenter(**config["network"])
+    if not Path(ckpt_path).expanduser().is_file():
+        raise FileNotFoundError(
+            f"no trained segmenter at {str(ckpt_path)!r}: run the distillation bundle to the end (it writes "
+            "model.pt once training has finished) or set --ckpt_path."
+        )
     state = read_state_dict(Path(ckpt_path).expanduser())
     what = f"the weights of {str(ckpt_path)!r} do not fit the segmenter its network.json describes"
     try:
