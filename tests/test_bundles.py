@@ -333,6 +333,30 @@ def test_multi_process_training_under_torchrun(frozen_bn_autopet, tmp_path):
     assert (tmp_path / "ddp" / "models" / "network.json").is_file()
 
 
+def test_distillation_under_torchrun_shards_the_pseudo_labels_and_saves_one_student(frozen_bn_autopet, tmp_path):
+    """multi_gpu_distill.json: each rank pseudo-labels its share of the training studies, both train one DDP
+    student, and rank 0 alone writes its network.json, model.pt (unwrapped: no "module." names) and threshold."""
+    tmp, common = frozen_bn_autopet
+    output = tmp_path / "ddp distil"
+    shutil.copytree(Path(common["output_dir"]) / "models", output / "models")
+    models = output / "models"
+    save_threshold(models / "threshold.json", 0.0, "balanced_accuracy", 1.0, model_file=models / "model.pt")
+    overrides = {
+        "dataset_dir": common["dataset_dir"], "output_dir": str(output), **TINY_INFERENCE, "num_angles": 4,
+        "num_slices": 4, "max_iterations": 2, "roi_size": [8, 8, 8], "segmenter_channels": [4, 8], "batch_volumes": 1,
+        "crops_per_volume": 1,
+    }  # fmt: skip
+    finished = run_bundle("autopet", ["distill.json", "multi_gpu_distill.json"], "training", overrides, 2)
+    log = finished.stdout + finished.stderr
+    assert "inferred 2 studies, skipped 0" in log  # rank 0's half of the 4 training studies (rank 1 logs warnings)
+    assert len(list((output / "pseudo_labels").rglob("SUV_mask.nii.gz"))) == 4
+    state = torch.load(output / "segmenter" / "model.pt", weights_only=True)
+    assert not any(name.startswith("module.") for name in state)
+    checkpoint = torch.load(next((output / "segmenter" / "checkpoints").glob("*.pt")), weights_only=False)
+    assert checkpoint["trainer"]["iteration"] == 2
+    load_segmenter(output / "segmenter" / "model.pt")
+
+
 def test_embedded_default_trains_and_infers_on_synthetic_data(tmp_path):
     """No --dataset_dir: the synthetic dataset is generated under cache_dir, keyed by its parameters."""
     common = {"output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "cache"), "synthetic_patients": 16,
@@ -469,6 +493,11 @@ def test_mosmed_bundle_every_config(tmp_path):
     run_bundle("mosmed", ["train.json", "multi_gpu_train.json"], "training", ddp, 2)
     assert (tmp_path / "ddp" / "models" / "checkpoint_final.pt").is_file()
     distil_and_segment("mosmed", common, studies=5)  # "distill.json", "segment.json"
+    ddp_distil = {**common, **TINY_INFERENCE, "output_dir": str(tmp_path / "ddp"), "num_angles": 4, "num_slices": 4,
+                  "ckpt_path": str(tmp_path / "out" / "models" / "model.pt"), "max_iterations": 1, "batch_volumes": 1,
+                  "roi_size": [8, 8, 8], "segmenter_channels": [4, 8], "crops_per_volume": 1}  # fmt: skip
+    run_bundle("mosmed", ["distill.json", "multi_gpu_distill.json"], "training", ddp_distil, 2)
+    assert (tmp_path / "ddp" / "segmenter" / "model.pt").is_file()
 
 
 def test_duke_bundle_every_config_on_dicom_series(tmp_path):
