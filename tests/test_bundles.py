@@ -178,19 +178,26 @@ def test_evaluation_runs_in_a_fresh_process(frozen_bn_autopet):
     assert len(list((folder / "figures").glob("*.png"))) == 3  # one per evaluated volume (alternate halves of 6)
 
 
+def tiny_distillation(common: dict, output: Path, **settings) -> dict:
+    """A copy of the fixture's teacher under ``output`` with a threshold file, and distill.json's overrides for a
+    student of a few iterations on 8^3 crops."""
+    shutil.copytree(Path(common["output_dir"]) / "models", output / "models")
+    models = output / "models"
+    save_threshold(models / "threshold.json", 0.0, "balanced_accuracy", 1.0, model_file=models / "model.pt")
+    return {
+        "dataset_dir": common["dataset_dir"], "output_dir": str(output), **TINY_INFERENCE, "num_angles": 4,
+        "num_slices": 4, "max_iterations": 2, "roi_size": [8, 8, 8], "segmenter_channels": [4, 8], "batch_volumes": 1,
+        "crops_per_volume": 1, **settings,
+    }  # fmt: skip
+
+
 def test_distillation_pseudo_labels_once_and_trains_a_segmenter(frozen_bn_autopet, tmp_path):
     """distill.json in a fresh process: pseudo-labels of the training studies on the input's grid, a negative
     study's label empty, a rerun reusing them, a new threshold redoing them, and a segmenter that loads."""
     tmp, common = frozen_bn_autopet
     output = tmp_path / "distil run"
-    shutil.copytree(Path(common["output_dir"]) / "models", output / "models")
+    overrides = tiny_distillation(common, output, crops_per_volume=2)  # the ignore band runs in MosMed and Duke
     models = output / "models"
-    save_threshold(models / "threshold.json", 0.0, "balanced_accuracy", 1.0, model_file=models / "model.pt")
-    overrides = {
-        "dataset_dir": common["dataset_dir"], "output_dir": str(output), **TINY_INFERENCE, "num_angles": 4,
-        "num_slices": 4, "max_iterations": 2, "roi_size": [8, 8, 8], "segmenter_channels": [4, 8], "batch_volumes": 1,
-        "crops_per_volume": 2, "ignore_band": False,  # the default (True) runs in the MosMed and Duke tests
-    }  # fmt: skip
     finished = run_bundle("autopet", ["distill.json"], "training", overrides)
     assert "inferred 4 studies, skipped 0" in finished.stdout + finished.stderr  # the 4 training studies
     labels = sorted((output / "pseudo_labels").rglob("SUV_mask.nii.gz"))
@@ -223,13 +230,7 @@ def test_segment_json_writes_the_students_masks_on_each_studys_grid_and_exports(
     the segmenter's own output, and the student as a row of evaluate.json's table."""
     tmp, common = frozen_bn_autopet
     output = tmp_path / "segment run"
-    shutil.copytree(Path(common["output_dir"]) / "models", output / "models")
-    save_threshold(output / "models" / "threshold.json", 0.0, "balanced_accuracy", 1.0,
-                   model_file=output / "models" / "model.pt")  # fmt: skip
-    run_bundle("autopet", ["distill.json"], "training", {
-        "dataset_dir": common["dataset_dir"], "output_dir": str(output), **TINY_INFERENCE, "num_angles": 4,
-        "num_slices": 4, "max_iterations": 1, "roi_size": [8, 8, 8], "segmenter_channels": [4, 8],
-        "batch_volumes": 1, "crops_per_volume": 1})  # fmt: skip
+    run_bundle("autopet", ["distill.json"], "training", tiny_distillation(common, output, max_iterations=1))
     overrides = {"dataset_dir": common["dataset_dir"], "output_dir": str(output), "device": "cpu"}
     finished = run_bundle("autopet", ["segment.json"], "run", overrides)
     assert "inferred 6 studies, skipped 0" in finished.stdout + finished.stderr  # --dataset_dir: every study
@@ -338,14 +339,7 @@ def test_distillation_under_torchrun_shards_the_pseudo_labels_and_saves_one_stud
     student, and rank 0 alone writes its network.json, model.pt (unwrapped: no "module." names) and threshold."""
     tmp, common = frozen_bn_autopet
     output = tmp_path / "ddp distil"
-    shutil.copytree(Path(common["output_dir"]) / "models", output / "models")
-    models = output / "models"
-    save_threshold(models / "threshold.json", 0.0, "balanced_accuracy", 1.0, model_file=models / "model.pt")
-    overrides = {
-        "dataset_dir": common["dataset_dir"], "output_dir": str(output), **TINY_INFERENCE, "num_angles": 4,
-        "num_slices": 4, "max_iterations": 2, "roi_size": [8, 8, 8], "segmenter_channels": [4, 8], "batch_volumes": 1,
-        "crops_per_volume": 1,
-    }  # fmt: skip
+    overrides = tiny_distillation(common, output)
     finished = run_bundle("autopet", ["distill.json", "multi_gpu_distill.json"], "training", overrides, 2)
     log = finished.stdout + finished.stderr
     assert "inferred 2 studies, skipped 0" in log  # rank 0's half of the 4 training studies (rank 1 logs warnings)
@@ -424,14 +418,14 @@ def test_cuda_device_without_cuda_is_named(tmp_path):
 
 
 def distil_and_segment(bundle: str, common: dict, studies: int) -> list[Path]:
-    """distill.json then segment.json in fresh processes after the teacher's inference: the student's probability
-    and mask of every study on the grid and affine of ToNNO's heatmap of it, then the student as a row of
-    evaluate.json's table. Returns the probability files."""
+    """distill.json (with the ignore band) then segment.json in fresh processes after the teacher's inference: the
+    student's probability and mask of every study on the grid and affine of ToNNO's heatmap of it, then the
+    student as a row of evaluate.json's table. Returns the probability files."""
     output = Path(common["output_dir"])
     models = output / "models"
     save_threshold(models / "threshold.json", 0.0, "balanced_accuracy", 1.0, model_file=models / "model.pt")
     distil = {**common, **TINY_INFERENCE, "num_angles": 4, "num_slices": 4, "max_iterations": 1, "roi_size": [8, 8, 8],
-              "segmenter_channels": [4, 8], "batch_volumes": 1, "crops_per_volume": 1}  # fmt: skip
+              "segmenter_channels": [4, 8], "batch_volumes": 1, "crops_per_volume": 1, "ignore_band": True}  # fmt: skip
     run_bundle(bundle, ["distill.json"], "training", distil)
     finished = run_bundle(bundle, ["segment.json"], "run", {**common, "device": "cpu"})
     assert f"inferred {studies} studies, skipped 0" in finished.stdout + finished.stderr
