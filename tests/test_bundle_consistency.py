@@ -52,8 +52,8 @@ TRAIN_ENGINE = (
 )
 
 
-def _config(bundle: str, kind: str) -> dict:
-    return json.loads((ROOT / "bundles" / bundle / f"{kind}.json").read_text())
+def _config(bundle: str, name: str) -> dict:
+    return json.loads((ROOT / "bundles" / bundle / f"{name}.json").read_text())
 
 
 def _lookup(config: dict, path: tuple) -> object:
@@ -84,6 +84,4 @@ def test_training_engine_is_the_same_in_every_bundle(path):
 
 @pytest.mark.parametrize("name", ["multi_gpu_train", "multi_gpu_inference", "multi_gpu_distill"])
 def test_multi_gpu_overlays_are_the_same_in_autopet_and_mosmed(name):
-    autopet = json.loads((ROOT / "bundles" / "autopet" / f"{name}.json").read_text())
-    mosmed = json.loads((ROOT / "bundles" / "mosmed" / f"{name}.json").read_text())
-    assert autopet == mosmed
+    assert _config("autopet", name) == _config("mosmed", name)
