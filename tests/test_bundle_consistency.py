@@ -1,19 +1,25 @@
-"""The bundle configs are still copies of each other (issue 22); these tests keep the copies from drifting.
+"""What the bundle configs share lives once, and cannot drift.
 
-A split that differs between ``train.json`` and ``inference.json`` would score training studies as held out, and
-an engine section edited in one bundle only would make the bundles disagree on what a "trained" model is. Both
-would pass every run-through test, so they are checked here on the JSON itself.
+The engine wiring that the three bundles share (trainer, handlers, checkpoints, calibration, the inferer, the
+postprocessing) lives in ``bundles/common/<config>.json``, and each bundle's config names it with a MONAI macro
+(``"%bundles/common/train.json#train"``); what one bundle's configs share (its split, its source of studies, its
+image preprocessing) lives in its ``train.json`` and the other configs name it there. A copy pasted back into a
+bundle, a macro MONAI cannot resolve (macros resolve one level: a macro's target must hold none), or a split that
+differs between training and inference would pass every run-through test, so they are checked here on the JSON.
 """
 
 import json
+import os
 import re
 from pathlib import Path
 
 import pytest
+from monai.bundle import ConfigParser
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLES = ("autopet", "mosmed", "duke")
 KINDS = ("train", "inference", "evaluate", "distill", "segment")
+OVERLAYS = ("multi_gpu_train", "multi_gpu_inference", "multi_gpu_distill")
 # Keys that name the data and its split: every config of one bundle must read the same studies the same way.
 DATA_KEYS = (
     "bundle_root",
@@ -35,36 +41,81 @@ DATA_KEYS = (
     "restrict_to_body",
     "min_component_voxels",
 )
-# The engine wiring of the classifier's training, the same in every bundle.
-TRAIN_ENGINE = (
-    ("loss",),
-    ("optimizer",),
-    ("lr_scheduler",),
-    ("training",),
-    ("train", "handlers"),
-    ("train", "checkpoint_saver"),
-    ("train", "trainer"),
-    ("validate", "evaluator"),
-    ("validate", "key_metric"),
-    ("validate", "additional_metrics"),
-    ("validate", "readiness"),
-    ("validate", "model_saver"),
-)
 
 
-def _config(bundle: str, name: str) -> dict:
+def raw_config(bundle: str, name: str) -> dict:
     return json.loads((ROOT / "bundles" / bundle / f"{name}.json").read_text())
 
 
-def _lookup(config: dict, path: tuple) -> object:
-    for key in path:
-        config = config[key]
-    return config
+def resolved_config(bundle: str, name: str) -> dict:
+    """The config as MONAI runs it: macros replaced by their targets (paths are relative to the repository root)."""
+    parser = ConfigParser(ConfigParser.load_config_file(str(ROOT / "bundles" / bundle / f"{name}.json")))
+    cwd = Path.cwd()
+    try:
+        os.chdir(ROOT)
+        parser.resolve_macro_and_relative_ids()
+    finally:
+        os.chdir(cwd)
+    return parser.get()
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def _is_wiring(value) -> bool:
+    """Not a knob: an expression, or a structure that holds components or references."""
+    if isinstance(value, dict):
+        return True
+    if isinstance(value, list):
+        return any(isinstance(v, (dict, list)) for v in value) or any(s.startswith(("$", "@")) for s in _strings(value))
+    return isinstance(value, str) and value.startswith("$")
+
+
+@pytest.mark.parametrize("name", KINDS + OVERLAYS)
+def test_shared_files_hold_no_macro(name):
+    """MONAI resolves macros one level deep: a macro inside a shared file would reach the run unresolved."""
+    path = ROOT / "bundles" / "common" / f"{name}.json"
+    for text in _strings(json.loads(path.read_text())):
+        assert not text.startswith("%"), f"{path.name}: {text!r} is a macro"
+        assert not text.startswith("@#"), f"{path.name}: {text!r} is a relative reference"
+
+
+@pytest.mark.parametrize(
+    "bundle, name",
+    [(b, n) for b in BUNDLES for n in KINDS + OVERLAYS if (ROOT / "bundles" / b / f"{n}.json").is_file()],
+)
+def test_every_macro_resolves(bundle, name):
+    config = resolved_config(bundle, name)
+    left = [text for text in _strings(config) if text.startswith("%")]
+    assert not left, f"{bundle}/{name}.json: unresolved after MONAI's macro pass: {left}"
+
+
+@pytest.mark.parametrize("name", KINDS + OVERLAYS)
+def test_wiring_shared_by_every_bundle_is_named_not_copied(name):
+    """A value the bundles have in common must come from bundles/common, or a fix lands in one bundle only."""
+    bundles = [b for b in BUNDLES if (ROOT / "bundles" / b / f"{name}.json").is_file()]
+    raw = {b: raw_config(b, name) for b in bundles}
+    resolved = {b: resolved_config(b, name) for b in bundles}
+    for key, value in resolved[bundles[0]].items():
+        if not _is_wiring(value) or not all(resolved[b].get(key) == value for b in bundles):
+            continue
+        for bundle in bundles:
+            assert str(raw[bundle][key]).startswith("%bundles/common/"), (
+                f"{bundle}/{name}.json#{key} is the same in every bundle: name it from bundles/common, not a copy"
+            )
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_every_config_of_a_bundle_reads_the_same_studies(bundle):
-    configs = {kind: _config(bundle, kind) for kind in KINDS}
+    configs = {kind: resolved_config(bundle, kind) for kind in KINDS}
     for key in DATA_KEYS:
         values = {kind: json.dumps(config[key]) for kind, config in configs.items() if key in config}
         assert len(set(values.values())) <= 1, f"{bundle}: {key} differs between configs: {values}"
@@ -76,12 +127,9 @@ def test_every_config_of_a_bundle_reads_the_same_studies(bundle):
     assert len(set(calls.values())) == 1, f"{bundle}: the configs split the studies differently: {calls}"
 
 
-@pytest.mark.parametrize("path", TRAIN_ENGINE, ids=lambda path: "#".join(path))
-def test_training_engine_is_the_same_in_every_bundle(path):
-    values = {bundle: _lookup(_config(bundle, "train"), path) for bundle in BUNDLES}
-    assert values["autopet"] == values["mosmed"] == values["duke"], "#".join(path) + " differs between bundles"
-
-
-@pytest.mark.parametrize("name", ["multi_gpu_train", "multi_gpu_inference", "multi_gpu_distill"])
-def test_multi_gpu_overlays_are_the_same_in_autopet_and_mosmed(name):
-    assert _config("autopet", name) == _config("mosmed", name)
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_inference_resamples_as_training_did(bundle):
+    """One image preprocessing per bundle: inference, distillation's teacher and the segmenter name training's."""
+    train = resolved_config(bundle, "train")["preprocessing_transforms"]
+    for kind in ("inference", "distill", "segment"):
+        assert resolved_config(bundle, kind)["preprocessing"]["transforms"] == train, f"{bundle}/{kind}.json"

@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from test_bundle_consistency import resolved_config
 from test_bundles import TINY_INFERENCE, TINY_TRAINING, make_autopet, run_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +22,7 @@ TRAINING = {**TINY_TRAINING, "max_iterations": 8, "val_every_iterations": 2}
 
 def _kill_overlay(folder: Path, iteration: int) -> str:
     """A second config file that makes training exit as a kill would (no handler, no final save) at ``iteration``."""
-    overlay = json.loads((ROOT / "bundles" / "autopet" / "train.json").read_text())["training"]
+    overlay = resolved_config("autopet", "train")["training"]
     kill = (
         "$@train#trainer.add_event_handler(ignite.engine.Events.ITERATION_COMPLETED(once=@kill_at_iteration), "
         "lambda engine: os._exit(137))"
