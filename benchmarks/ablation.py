@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 
-from monai_tonno.engines import MethodHeatmaps, collect_heatmaps, read_readiness, score_methods
+from monai_tonno.engines import MethodHeatmaps, collect_heatmaps, fit_detection_threshold, read_readiness, score_methods
 from monai_tonno.engines.evaluation import _scores
-from monai_tonno.transforms import Binarize, body_mask, fit_detection_threshold
+from monai_tonno.transforms import Binarize, body_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "autopet"

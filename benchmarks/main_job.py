@@ -45,8 +45,7 @@ def duke_truths(predictions: Path, dataset_dir: Path) -> list[tuple[Path, np.nda
     """Each written breast mask with its truth: the box in the breast that holds it, empty in the other."""
     from monai.transforms import LoadImaged
 
-    from monai_tonno.data import SimpleITKReader, duke_datalist
-    from monai_tonno.transforms import BoxMaskd
+    from monai_tonno.data import BoxMaskd, SimpleITKReader, duke_datalist
 
     masks = sorted(predictions.glob("*_mask.nii.gz"))
     if not masks:

@@ -16,6 +16,9 @@ from monai.transforms import Compose, LoadImage, LoadImaged, Orientationd, Spaci
 from scipy.spatial.transform import Rotation
 
 from monai_tonno.data import (
+    BoxMaskd,
+    BreastSided,
+    DCEChannelsd,
     SimpleITKReader,
     SyntheticBreastConfig,
     alternate_patients,
@@ -27,7 +30,6 @@ from monai_tonno.data import (
     read_boxes,
     write_dicom_series,
 )
-from monai_tonno.transforms import BoxMaskd, BreastSided, DCEChannelsd
 
 OBLIQUE = Rotation.from_euler("xyz", [20, -10, 35], degrees=True).as_matrix()
 FLIPPED = np.diag([-1.0, 1.0, -1.0])  # x towards the right, z downwards: a right-handed flip of two axes

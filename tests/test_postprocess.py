@@ -68,8 +68,9 @@ def blob_heatmaps(count: int = 3, seed: int = 0):
 
 
 def test_fitted_threshold_maximises_the_score_and_is_reused(tmp_path):
+    from monai_tonno.engines import fit_threshold
     from monai_tonno.metrics import dice
-    from monai_tonno.transforms import fit_threshold, save_threshold
+    from monai_tonno.transforms import save_threshold
 
     heatmaps, masks = blob_heatmaps()
     threshold, best = fit_threshold(heatmaps, masks, score="dice")
@@ -147,9 +148,9 @@ def test_threshold_search_scores_as_the_metrics_do():
     """The search labels the truth once; its score equals ConnectedComponents + the lesion metrics."""
     from scipy import ndimage
 
+    from monai_tonno.engines.threshold_fitting import _score
     from monai_tonno.metrics import dice, lesion_counts, precision_recall_f1
     from monai_tonno.metrics.lesion import STRUCTURE_26
-    from monai_tonno.transforms.threshold import _score
 
     generator = np.random.default_rng(0)
     heatmap = ndimage.gaussian_filter(generator.normal(size=(20, 20, 20)), 1.5)
@@ -182,7 +183,7 @@ def test_detection_peak_is_where_the_last_large_component_vanishes():
 
 
 def test_detection_threshold_separates_volumes_by_their_labels_alone():
-    from monai_tonno.transforms import fit_detection_threshold
+    from monai_tonno.engines import fit_detection_threshold
 
     rng = np.random.default_rng(0)
 
@@ -230,7 +231,7 @@ def test_hysteresis_reads_the_calibrated_threshold(tmp_path):
 
 
 def test_separation_p_value_counts_the_label_assignments_that_separate_as_well():
-    from monai_tonno.transforms import separation_p_value
+    from monai_tonno.metrics import separation_p_value
 
     peaks = [3.0, 2.0, 1.0, 0.0, -1.0, -2.0]
     assert separation_p_value(peaks, [1, 1, 1, 0, 0, 0]) == pytest.approx(1 / 20)  # only this one of C(6, 3)
@@ -238,3 +239,20 @@ def test_separation_p_value_counts_the_label_assignments_that_separate_as_well()
     assert separation_p_value(peaks, [1, 1, 0, 1, 0, 0]) == pytest.approx(6 / 20)
     assert separation_p_value(peaks, [0, 0, 0, 1, 1, 1]) == 1.0  # reversed: every assignment does as well
     assert separation_p_value([1.0, 1.0, 0.0, 0.0], [1, 0, 1, 0]) == 1.0  # tied peaks cannot be cut apart
+
+
+@pytest.mark.parametrize(
+    "name, home",
+    [("fit_threshold", "monai_tonno.engines"), ("fit_detection_threshold", "monai_tonno.engines"),
+     ("BoxMaskd", "monai_tonno.data"), ("separation_p_value", "monai_tonno.metrics")],
+)  # fmt: skip
+def test_moved_names_still_import_from_transforms_with_a_warning(name, home):
+    import importlib
+
+    import monai_tonno.transforms
+
+    with pytest.warns(FutureWarning, match=f"moved to {home}.{name}"):
+        moved = getattr(monai_tonno.transforms, name)
+    assert moved is getattr(importlib.import_module(home), name)
+    with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
+        monai_tonno.transforms.not_a_name  # noqa: B018

@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Phantoms and dataset readers."""
 
+from monai_tonno.data.breast import BoxMaskd, BreastSided, DCEChannelsd, breast_output_name
 from monai_tonno.data.datalists import (
     alternate_by_label,
     autopet_datalist,
@@ -38,6 +39,10 @@ from monai_tonno.data.synthetic_petct import (
 from monai_tonno.data.writers import AtomicNibabelWriter
 
 __all__ = [
+    "BoxMaskd",
+    "BreastSided",
+    "DCEChannelsd",
+    "breast_output_name",
     "AtomicNibabelWriter",
     "DatasetGeometry",
     "FittedPreprocessing",

@@ -48,8 +48,18 @@ from monai_tonno.engines.studies import (
     run_fingerprint,
     study_name,
 )
+from monai_tonno.engines.threshold_fitting import (
+    FIT_SCORES,
+    fit_detection_threshold,
+    fit_threshold,
+    threshold_from_peaks,
+)
 
 __all__ = [
+    "FIT_SCORES",
+    "fit_detection_threshold",
+    "fit_threshold",
+    "threshold_from_peaks",
     "READINESS_KEY",
     "TABLE_COLUMNS",
     "ReadinessRecord",

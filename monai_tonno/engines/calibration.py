@@ -14,9 +14,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from monai_tonno.engines.readiness import read_readiness
+from monai_tonno.engines.threshold_fitting import threshold_from_peaks
 from monai_tonno.inferers import TomographicInferer, detection_peaks
 from monai_tonno.metrics import separation_p_value
-from monai_tonno.transforms import save_threshold, threshold_from_peaks
+from monai_tonno.transforms import save_threshold
 
 __all__ = ["calibrate_detection_threshold", "warn_uncalibrated"]
 
@@ -43,7 +44,7 @@ def calibrate_detection_threshold(
     (or ``fitted``) binarisation.
 
     Each volume's ToNNO heatmap is restricted to the body (as inference does) and the threshold that best
-    separates the volumes with a lesion from those without (:func:`~monai_tonno.transforms.fit_detection_threshold`)
+    separates the volumes with a lesion from those without (:func:`~monai_tonno.engines.fit_detection_threshold`)
     is written to ``output_file``. Only the volume labels are used, so no lesion mask is needed. A per-volume
     threshold such as Otsu's always finds something, so without this every lesion-free volume gets components.
 

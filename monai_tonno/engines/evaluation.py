@@ -25,9 +25,10 @@ from tqdm.auto import tqdm
 
 from monai_tonno.atomic import atomic_write, write_json_atomic
 from monai_tonno.engines.studies import StudyFailures, describe_error, study_name
+from monai_tonno.engines.threshold_fitting import fit_threshold
 from monai_tonno.inferers import SliceCAMInferer, TomographicInferer
 from monai_tonno.metrics import LesionDetectionMetric, MaxIoUMetric, VolumeDetectionMetric
-from monai_tonno.transforms import ConnectedComponents, body_mask, fit_threshold, save_threshold
+from monai_tonno.transforms import ConnectedComponents, body_mask, save_threshold
 from monai_tonno.visualize.methods_figure import methods_figure
 
 __all__ = [

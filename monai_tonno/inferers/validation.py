@@ -20,8 +20,8 @@ from monai.inferers import Inferer
 
 from monai_tonno.inferers.slice_sampling import SliceSamplingInferer
 from monai_tonno.inferers.tomographic import TomographicInferer
+from monai_tonno.transforms import detection_peak
 from monai_tonno.transforms.body import body_mask
-from monai_tonno.transforms.threshold import detection_peak
 
 __all__ = ["ValidationInferer", "detection_peaks"]
 

@@ -1,36 +1,31 @@
 # Copyright (c) monai_tonno contributors
 # SPDX-License-Identifier: Apache-2.0
-"""MONAI transforms of monai_tonno."""
+"""MONAI transforms of monai_tonno: oblique slicing, heatmap postprocessing, the body mask, pseudo-labels."""
+
+import importlib
+import warnings
 
 from monai_tonno.transforms.array import ObliqueSlice, RandObliqueSlice
 from monai_tonno.transforms.body import BodyMask, RestrictToBodyd, body_mask
-from monai_tonno.transforms.breast import BoxMaskd, BreastSided, DCEChannelsd, breast_output_name
 from monai_tonno.transforms.dictionary import Binarized, ConnectedComponentsd, ObliqueSliced, RandObliqueSliced
-from monai_tonno.transforms.postprocess import BINARIZE_STRATEGIES, Binarize, ConnectedComponents, otsu_threshold
-from monai_tonno.transforms.pseudo_label import IGNORE_VALUE, EmptyNegatived, IgnoreBandd
-from monai_tonno.transforms.threshold import (
-    FIT_SCORES,
+from monai_tonno.transforms.postprocess import (
+    BINARIZE_STRATEGIES,
+    Binarize,
+    ConnectedComponents,
     detection_peak,
-    fit_detection_threshold,
-    fit_threshold,
-    load_threshold,
-    save_threshold,
-    separation_p_value,
-    threshold_from_peaks,
+    otsu_threshold,
 )
+from monai_tonno.transforms.pseudo_label import IGNORE_VALUE, EmptyNegatived, IgnoreBandd
+from monai_tonno.transforms.threshold_file import load_threshold, save_threshold
 
 __all__ = [
     "BINARIZE_STRATEGIES",
-    "FIT_SCORES",
     "IGNORE_VALUE",
     "Binarize",
     "Binarized",
     "BodyMask",
-    "BoxMaskd",
-    "BreastSided",
     "ConnectedComponents",
     "ConnectedComponentsd",
-    "DCEChannelsd",
     "EmptyNegatived",
     "IgnoreBandd",
     "ObliqueSlice",
@@ -39,13 +34,33 @@ __all__ = [
     "RandObliqueSliced",
     "RestrictToBodyd",
     "body_mask",
-    "breast_output_name",
     "detection_peak",
-    "fit_detection_threshold",
-    "separation_p_value",
-    "threshold_from_peaks",
-    "fit_threshold",
     "load_threshold",
     "otsu_threshold",
     "save_threshold",
 ]
+
+# Names that lived here before they moved to the package of their job: the breast transforms beside the Duke
+# reader they need, the threshold fitting beside the engines that fit, the p-value among the metrics.
+_MOVED = {
+    "BoxMaskd": "monai_tonno.data",
+    "BreastSided": "monai_tonno.data",
+    "DCEChannelsd": "monai_tonno.data",
+    "breast_output_name": "monai_tonno.data",
+    "FIT_SCORES": "monai_tonno.engines",
+    "fit_detection_threshold": "monai_tonno.engines",
+    "fit_threshold": "monai_tonno.engines",
+    "threshold_from_peaks": "monai_tonno.engines",
+    "separation_p_value": "monai_tonno.metrics",
+}
+
+
+def __getattr__(name: str):
+    if name not in _MOVED:
+        raise AttributeError(f"module 'monai_tonno.transforms' has no attribute {name!r}")
+    warnings.warn(
+        f"monai_tonno.transforms.{name} moved to {_MOVED[name]}.{name}; import it from there.",
+        FutureWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(_MOVED[name]), name)

@@ -15,13 +15,19 @@ from scipy import ndimage
 from monai_tonno.metrics.lesion import STRUCTURE_26
 from monai_tonno.transforms.threshold_file import load_threshold
 
-__all__ = ["BINARIZE_STRATEGIES", "Binarize", "ConnectedComponents", "otsu_threshold"]
+__all__ = ["BINARIZE_STRATEGIES", "Binarize", "ConnectedComponents", "detection_peak", "otsu_threshold"]
 
 BINARIZE_STRATEGIES = ("fixed", "quantile", "otsu", "fitted", "hysteresis")
 
 
 def otsu_threshold(values: torch.Tensor, bins: int = 256) -> float:
-    """Otsu's threshold: the cut of a histogram of ``values`` that maximises the between-class variance."""
+    """Otsu's threshold: the cut of a histogram of ``values`` that maximises the between-class variance.
+
+    Not scikit-image's ``threshold_otsu``: that one returns the centre of the first bin of highest variance, which
+    for a heatmap whose lesion voxels sit far above the rest (empty bins between them, a plateau of equal
+    variance) hugs the background and grows every mask; this one cuts in the middle of the plateau. It also
+    runs on torch tensors and keeps scikit-image an optional dependency.
+    """
     values = values.reshape(-1).double()
     low, high = float(values.min()), float(values.max())
     if high <= low:
@@ -41,6 +47,33 @@ def otsu_threshold(values: torch.Tensor, bins: int = 256) -> float:
     return float(low + edge * (high - low) / bins)
 
 
+def detection_peak(heatmap, min_size: float = 0) -> float:
+    """The highest threshold at which ``heatmap > threshold`` still keeps a component of ``min_size`` voxels.
+
+    The volume is called positive at any threshold below it; ``-inf`` when no component is ever that large.
+
+    Args:
+        heatmap: an ``(X, Y, Z)`` (or ``(1, X, Y, Z)``) heatmap.
+        min_size: the smallest component kept, in voxels, as at inference.
+    """
+    array = np.asarray(torch.as_tensor(heatmap).detach().cpu(), dtype=np.float64)
+    array = array.reshape(array.shape[-3:])
+    values = np.unique(array)  # sorted; {heatmap >= values[k]} shrinks as k grows
+
+    def has_component(k: int) -> bool:
+        labels, count = ndimage.label(array >= values[k], structure=STRUCTURE_26)
+        return count > 0 and int(np.bincount(labels.ravel())[1:].max()) >= max(min_size, 1)
+
+    if not has_component(0):
+        return float("-inf")
+    low, high = 0, len(values) - 1  # has_component(low) holds; find the last k where it does
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if has_component(middle) else (low, middle - 1)
+    # {heatmap > t} equals {heatmap >= values[low]} for t just below values[low]
+    return float(values[low])
+
+
 class Binarize(Transform):
     """Binarise a heatmap: voxels above a threshold are foreground.
 
@@ -53,9 +86,9 @@ class Binarize(Transform):
         strategy: ``"fixed"`` (``value`` is the threshold), ``"quantile"`` (``value`` in ``[0, 1]`` is a quantile
             of the heatmap's voxels), ``"otsu"`` (Otsu's threshold of the positive voxels) or ``"fitted"`` (the
             threshold fitted on validation volumes and saved in ``threshold_file``, see
-            :func:`~monai_tonno.transforms.fit_threshold`), or ``"hysteresis"``: the components above Otsu's
+            :func:`~monai_tonno.engines.fit_threshold`), or ``"hysteresis"``: the components above Otsu's
             threshold that reach the *detection* threshold (``value``, or the one in ``threshold_file``, e.g.
-            calibrated from volume labels by :func:`~monai_tonno.transforms.fit_detection_threshold`) in a
+            calibrated from volume labels by :func:`~monai_tonno.engines.fit_detection_threshold`) in a
             component of at least ``seed_min_size`` voxels. The detection threshold decides whether there is a
             lesion, Otsu's (never above it) how far it extends; a volume without a detection stays empty.
         value: the threshold or the quantile.
@@ -124,7 +157,12 @@ class Binarize(Transform):
         return convert_to_dst_type(mask.reshape(heatmap.shape), img, dtype=torch.uint8)[0]
 
     def _hysteresis(self, volume: torch.Tensor) -> torch.Tensor:
-        """``(C, X, Y, Z)``: per channel, the components above the growing threshold that hold a large seed."""
+        """``(C, X, Y, Z)``: per channel, the components above the growing threshold that hold a large seed.
+
+        scikit-image's ``apply_hysteresis_threshold`` keeps a component that reaches the high threshold in one
+        voxel, with 6-connectivity; the calibration counted detections as 26-connected components of at least
+        ``seed_min_size`` voxels above it, so the seeds here are those components.
+        """
         high = self.threshold(volume)
         positive = volume[volume > 0]
         low = min(otsu_threshold(positive) if positive.numel() > 1 else high, high)
@@ -191,6 +229,8 @@ class ConnectedComponents(Transform):
         return convert_to_dst_type(torch.as_tensor(labels.reshape(array.shape)), img, dtype=torch.int32)[0]
 
     def _label(self, mask: np.ndarray, voxel: float) -> np.ndarray:
+        # MONAI's RemoveSmallObjects(by_measure=True) does the mm^3 cut through scikit-image and does not relabel;
+        # one scipy labelling gives both here
         labelled, count = ndimage.label(mask > 0, structure=self.structure)
         if count and self.min_size > 0:
             sizes = np.bincount(labelled.ravel())[1:] * voxel

@@ -1,7 +1,7 @@
 # Copyright (c) monai_tonno contributors
 # SPDX-License-Identifier: Apache-2.0
-"""A binarisation threshold fitted on validation volumes (saved beside the model by
-:mod:`~monai_tonno.transforms.threshold_file` and reused at inference).
+"""Binarisation thresholds fitted on validation volumes (saved beside the model by
+:func:`~monai_tonno.transforms.save_threshold` and reused at inference by :class:`~monai_tonno.transforms.Binarize`).
 
 Two fits: :func:`fit_threshold` needs lesion masks (the evaluation's), :func:`fit_detection_threshold` only the
 volume labels that training already has.
@@ -15,21 +15,11 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from monai_tonno.metrics.classification import balanced_accuracy, separation_p_value
+from monai_tonno.metrics.classification import balanced_accuracy
 from monai_tonno.metrics.lesion import STRUCTURE_26, counts_from_labels, dice, precision_recall_f1
-from monai_tonno.transforms.postprocess import ConnectedComponents
-from monai_tonno.transforms.threshold_file import load_threshold, save_threshold
+from monai_tonno.transforms import ConnectedComponents, detection_peak
 
-__all__ = [
-    "FIT_SCORES",
-    "detection_peak",
-    "fit_detection_threshold",
-    "fit_threshold",
-    "load_threshold",
-    "save_threshold",
-    "separation_p_value",
-    "threshold_from_peaks",
-]
+__all__ = ["FIT_SCORES", "fit_detection_threshold", "fit_threshold", "threshold_from_peaks"]
 
 FIT_SCORES = ("dice", "f1")
 
@@ -106,33 +96,6 @@ def fit_threshold(
         index = int(np.argmax(fine_means))
         return float(fine[index]), float(fine_means[index])
     return float(candidates[best]), float(means[best])
-
-
-def detection_peak(heatmap, min_size: float = 0) -> float:
-    """The highest threshold at which ``heatmap > threshold`` still keeps a component of ``min_size`` voxels.
-
-    The volume is called positive at any threshold below it; ``-inf`` when no component is ever that large.
-
-    Args:
-        heatmap: an ``(X, Y, Z)`` (or ``(1, X, Y, Z)``) heatmap.
-        min_size: the smallest component kept, in voxels, as at inference.
-    """
-    array = np.asarray(torch.as_tensor(heatmap).detach().cpu(), dtype=np.float64)
-    array = array.reshape(array.shape[-3:])
-    values = np.unique(array)  # sorted; {heatmap >= values[k]} shrinks as k grows
-
-    def has_component(k: int) -> bool:
-        labels, count = ndimage.label(array >= values[k], structure=STRUCTURE_26)
-        return count > 0 and int(np.bincount(labels.ravel())[1:].max()) >= max(min_size, 1)
-
-    if not has_component(0):
-        return float("-inf")
-    low, high = 0, len(values) - 1  # has_component(low) holds; find the last k where it does
-    while low < high:
-        middle = (low + high + 1) // 2
-        low, high = (middle, high) if has_component(middle) else (low, middle - 1)
-    # {heatmap > t} equals {heatmap >= values[low]} for t just below values[low]
-    return float(values[low])
 
 
 def fit_detection_threshold(heatmaps: Sequence, labels: Sequence[int], min_size: float = 0) -> tuple[float, float]:
