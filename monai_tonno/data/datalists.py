@@ -19,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from monai_tonno.atomic import file_stamp, write_json_atomic
+from monai_tonno.paths import require_dir, require_file
 
 __all__ = [
     "alternate_by_label",
@@ -35,15 +36,6 @@ logger = logging.getLogger(__name__)
 AUTOPET_FOLDER = "FDG-PET-CT-Lesions"
 AUTOPET_FILES = ("SUV.nii.gz", "CTres.nii.gz", "SEG.nii.gz")
 MOSMED_CATEGORIES = ("CT-0", "CT-1", "CT-2", "CT-3", "CT-4")
-
-
-def _require_dir(path: str | Path, what: str) -> Path:
-    if not str(path).strip():
-        raise ValueError(f"no {what} folder given: pass --dataset_dir with the path of the downloaded dataset.")
-    path = Path(path).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(f"{what} folder {str(path)!r} does not exist.")
-    return path
 
 
 def _mask_is_nonempty(path: Path) -> bool:
@@ -69,7 +61,7 @@ def autopet_datalist(
     Returns:
         items with ``image`` = ``[SUV, CTres]`` (two channels), ``label``, ``mask``, ``patient``, ``study``.
     """
-    root = _require_dir(dataset_dir, "AutoPET")
+    root = require_dir(dataset_dir, "AutoPET")
     if (root / AUTOPET_FOLDER).is_dir():
         root = root / AUTOPET_FOLDER
     studies = sorted(p for p in root.glob("*/*") if p.is_dir())
@@ -134,7 +126,7 @@ def mosmed_datalist(dataset_dir: str | Path) -> list[dict]:
     Returns:
         items with ``image``, ``label``, ``mask`` (or ``None``), ``patient``, ``category``.
     """
-    root = _require_dir(dataset_dir, "MosMedData")
+    root = require_dir(dataset_dir, "MosMedData")
     studies_dir = root / "studies"
     categories = [c for c in MOSMED_CATEGORIES if (studies_dir / c).is_dir()]
     if not categories:
@@ -253,11 +245,3 @@ def select_items(
         raise ValueError(f"the split must be one of {sorted(choices)}, got {which!r}.")
     chosen = choices[which]
     return chosen[:limit] if limit and limit > 0 else chosen
-
-
-def require_file(path: str | Path, what: str = "file") -> Path:
-    """``path`` as a ``Path`` if it is a file; otherwise a ``FileNotFoundError`` that says what it should be."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"{str(path)!r} does not exist: expected the {what}.")
-    return path

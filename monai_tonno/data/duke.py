@@ -33,8 +33,9 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from monai_tonno.atomic import write_json_atomic
-from monai_tonno.data.datalists import _read_cache, _require_dir
+from monai_tonno.data.datalists import _read_cache
 from monai_tonno.data.sitk_reader import SimpleITKReader, find_dicom_series, instance_numbers
+from monai_tonno.paths import require_dir, require_file
 
 __all__ = [
     "BOX_COLUMNS",
@@ -109,9 +110,7 @@ def read_boxes(path: str | Path) -> dict[str, list[int]]:
         path: ``Annotation_Boxes.xlsx`` or a CSV export; the header row holds ``Patient ID`` and ``BOX_COLUMNS``
             (it may follow title rows).
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"boxes file {str(path)!r} does not exist: expected Annotation_Boxes.xlsx or .csv.")
+    path = require_file(path, "boxes file, Annotation_Boxes.xlsx or .csv")
     rows = _rows(path)
     header_index = next((i for i, row in enumerate(rows[:10]) if "Patient ID" in row), None)
     if header_index is None:
@@ -289,7 +288,7 @@ def _box_side(box: Sequence[int], image, midline: float) -> str:
 
 
 def _locate(dataset_dir: str | Path, boxes_file: str | Path | None) -> tuple[Path, Path]:
-    root = _require_dir(dataset_dir, "Duke")
+    root = require_dir(dataset_dir, "Duke")
     images = root / DUKE_FOLDER if (root / DUKE_FOLDER).is_dir() else root
     if boxes_file:
         return images, Path(boxes_file).expanduser()

@@ -62,7 +62,7 @@ def calibrate_detection_threshold(
         model_file: the file ``network`` was loaded from; its SHA-256 goes into the threshold file, so that
             inference refuses the threshold with any other model.
         significance: the largest chance of reaching the observed separation by luck
-            (:func:`~monai_tonno.transforms.separation_p_value`, which accounts for how few volumes there are and
+            (:func:`~monai_tonno.metrics.separation_p_value`, which accounts for how few volumes there are and
             for the threshold being the best of many) at which a threshold is still written.
         method: the heatmaps' method, recorded in the file (``"ToNNO"``, or the segmenter's).
         fallback: what inference cuts the heatmaps at without a threshold, for the warning.

@@ -14,6 +14,8 @@ from timm.models import adapt_input_conv
 from timm.utils.model import freeze_batch_norm_2d
 from torch import nn
 
+from monai_tonno.paths import require_file
+
 __all__ = [
     "NORM_TYPES",
     "create_slice_classifier",
@@ -53,11 +55,7 @@ def replace_batch_norm_with_group_norm(module: nn.Module, groups: int = 32) -> n
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The state dict of a checkpoint file (``.safetensors`` or a torch file, wrappers such as ``state_dict``
     unwrapped, a ``module.`` prefix of DataParallel removed), or a clear error saying what the file is not."""
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained weights file {str(path)!r} does not exist; give the path of a timm checkpoint or of a file "
-            "written by torch.save(model.state_dict())."
-        )
+    require_file(path, "pretrained weights file: a timm checkpoint or a file written by torch.save(model.state_dict())")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 from monai_tonno.atomic import file_digest, write_json_atomic
+from monai_tonno.paths import require_file
 
 __all__ = ["load_threshold", "save_threshold"]
 
@@ -44,8 +45,7 @@ def load_threshold(path: str | Path, model_file: str | Path | None = None) -> fl
         model_file: the model the threshold is about to be applied with; ``None`` checks nothing.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no fitted threshold at {str(path)!r}: fit one on validation volumes first.")
+    require_file(path, "fitted threshold file; fit one on validation volumes first")
     try:
         record = json.loads(path.read_text())
         threshold = record["threshold"]
