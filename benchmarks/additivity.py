@@ -31,8 +31,13 @@ import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 
-from monai_tonno.geometry import VolumeGeometry, fibonacci_directions, orthonormal_frames, spacing_from_affine
-from monai_tonno.radon import profile_offsets, profile_slices
+from monai_tonno.tomography.geometry import (
+    VolumeGeometry,
+    fibonacci_directions,
+    orthonormal_frames,
+    spacing_from_affine,
+)
+from monai_tonno.tomography.radon import profile_offsets, profile_slices
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
-from monai_tonno.geometry import VolumeGeometry
 from monai_tonno.inferers import TomographicInferer
+from monai_tonno.tomography.geometry import VolumeGeometry
 from monai_tonno.transforms import Binarize
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,9 +25,9 @@ from tqdm.auto import tqdm
 
 from monai_tonno.engines import fit_threshold
 from monai_tonno.engines.evaluation import _scores
-from monai_tonno.geometry import VolumeGeometry, fibonacci_directions, orthonormal_frames
-from monai_tonno.radon import profile_offsets, profile_slices
-from monai_tonno.reconstruction import FilteredBackprojection, IterativeReconstruction
+from monai_tonno.tomography.geometry import VolumeGeometry, fibonacci_directions, orthonormal_frames
+from monai_tonno.tomography.radon import profile_offsets, profile_slices
+from monai_tonno.tomography.reconstruction import FilteredBackprojection, IterativeReconstruction
 from monai_tonno.transforms.body import body_mask
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "autopet" / "evaluate.json"

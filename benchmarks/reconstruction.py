@@ -23,9 +23,9 @@ import time
 import torch
 from round_trip import gaussian_phantom
 
-from monai_tonno.geometry import VolumeGeometry, fibonacci_directions, orthonormal_frames
-from monai_tonno.radon import radon_sum
-from monai_tonno.reconstruction import FilteredBackprojection, IterativeReconstruction
+from monai_tonno.tomography.geometry import VolumeGeometry, fibonacci_directions, orthonormal_frames
+from monai_tonno.tomography.radon import radon_sum
+from monai_tonno.tomography.reconstruction import FilteredBackprojection, IterativeReconstruction
 
 
 def timed_reconstruction(reconstruction, profiles: torch.Tensor, frames) -> tuple[torch.Tensor, float]:

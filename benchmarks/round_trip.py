@@ -19,7 +19,7 @@ import time
 import torch
 
 from monai_tonno import SliceSum, TomographicInferer
-from monai_tonno.geometry import VolumeGeometry
+from monai_tonno.tomography.geometry import VolumeGeometry
 
 BLOBS = [((0.25, -0.1, 0.3), 0.12, 1.0), ((-0.3, 0.25, -0.1), 0.18, 0.7), ((0.0, -0.2, -0.4), 0.08, 1.5)]
 

@@ -39,10 +39,10 @@ import torch
 import torch.nn.functional as F
 
 from monai_tonno import TomographicInferer
-from monai_tonno.fourier_backprojection import FourierBackprojection
-from monai_tonno.geometry import VolumeGeometry, fibonacci_directions, orthonormal_frames
 from monai_tonno.networks import create_slice_classifier, fold_batch_norm
-from monai_tonno.radon import (
+from monai_tonno.tomography.fourier_backprojection import FourierBackprojection
+from monai_tonno.tomography.geometry import VolumeGeometry, fibonacci_directions, orthonormal_frames
+from monai_tonno.tomography.radon import (
     backproject_stacks,
     filtered_backprojection,
     profile_offsets,

@@ -27,9 +27,9 @@ from heatmaps_figure import load_volume  # the sibling example's reader: NIfTI f
 from torch import nn
 
 from monai_tonno import TomographicInferer
-from monai_tonno.geometry import VolumeGeometry, fibonacci_directions, orthonormal_frames
 from monai_tonno.networks import load_pretrained_file
-from monai_tonno.radon import profile_offsets, profile_slices
+from monai_tonno.tomography.geometry import VolumeGeometry, fibonacci_directions, orthonormal_frames
+from monai_tonno.tomography.radon import profile_offsets, profile_slices
 from monai_tonno.visualize import diverging, grey, labelled_grid, orthogonal_views
 
 

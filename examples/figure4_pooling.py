@@ -20,7 +20,7 @@ import torch
 
 from monai_tonno import TomographicInferer
 from monai_tonno.data import ellipsoid_phantom
-from monai_tonno.geometry import VolumeGeometry
+from monai_tonno.tomography.geometry import VolumeGeometry
 from monai_tonno.visualize import average_pooling_cam, grey, labelled_grid, orthogonal_views
 
 

@@ -20,7 +20,7 @@ import torch
 
 from monai_tonno import SliceSum, TomographicInferer
 from monai_tonno.data import ellipsoid_phantom
-from monai_tonno.geometry import VolumeGeometry
+from monai_tonno.tomography.geometry import VolumeGeometry
 from monai_tonno.visualize import grey, labelled_grid, orthogonal_views
 
 

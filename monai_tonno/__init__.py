@@ -4,7 +4,7 @@
 
 from monai_tonno._version import __version__
 from monai_tonno.inferers import TomographicInferer
-from monai_tonno.radon import SliceSum
+from monai_tonno.networks import SliceSum
 from monai_tonno.transforms import ObliqueSlice, ObliqueSliced, RandObliqueSlice, RandObliqueSliced
 
 __all__ = [

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import torch
 
-from monai_tonno.geometry import VolumeGeometry
+from monai_tonno.tomography.geometry import VolumeGeometry
 
 Blob = tuple[Sequence[float], float, float]  # centre (normalised units), sigma, amplitude
 

@@ -7,8 +7,8 @@ from monai.visualize import GradCAM, GradCAMpp
 from torch import nn
 
 from monai_tonno import TomographicInferer
-from monai_tonno.geometry import VolumeGeometry
 from monai_tonno.inferers import SliceCAMInferer
+from monai_tonno.tomography.geometry import VolumeGeometry
 from monai_tonno.visualize import SliceCAM, average_pooling_cam
 
 

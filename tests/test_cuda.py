@@ -10,10 +10,10 @@ from monai.data import MetaTensor
 from torch import nn
 
 from monai_tonno import RandObliqueSliced, SliceSum, TomographicInferer
-from monai_tonno.fourier_backprojection import FourierBackprojection
-from monai_tonno.geometry import VolumeGeometry, fibonacci_directions
 from monai_tonno.networks import create_slice_classifier
-from monai_tonno.radon_operator import RadonOperator
+from monai_tonno.tomography.fourier_backprojection import FourierBackprojection
+from monai_tonno.tomography.geometry import VolumeGeometry, fibonacci_directions
+from monai_tonno.tomography.radon_operator import RadonOperator
 from monai_tonno.visualize import SliceCAM
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -4,12 +4,11 @@ import pytest
 import torch
 from helpers import gaussian_blobs, gaussian_blobs_radon, relative_error
 
-from monai_tonno import TomographicInferer
-from monai_tonno.fourier_backprojection import FourierBackprojection
-from monai_tonno.geometry import VolumeGeometry, fibonacci_directions
-from monai_tonno.nufft import GaussianGridding
-from monai_tonno.radon import (
-    SliceSum,
+from monai_tonno import SliceSum, TomographicInferer
+from monai_tonno.tomography.fourier_backprojection import FourierBackprojection
+from monai_tonno.tomography.geometry import VolumeGeometry, fibonacci_directions
+from monai_tonno.tomography.nufft import GaussianGridding
+from monai_tonno.tomography.radon import (
     backproject_profiles,
     filtered_backprojection,
     inverse_radon_weight,

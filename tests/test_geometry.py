@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from monai_tonno.geometry import (
+from monai_tonno.tomography.geometry import (
     VolumeGeometry,
     cut_slices,
     fibonacci_directions,

@@ -7,7 +7,7 @@ from monai.data import MetaTensor
 from torch import nn
 
 from monai_tonno import SliceSum, TomographicInferer
-from monai_tonno.geometry import VolumeGeometry
+from monai_tonno.tomography.geometry import VolumeGeometry
 
 BLOBS = [((0.2, -0.1, 0.3), 0.15, 1.0), ((-0.3, 0.25, -0.1), 0.2, 0.6), ((0.0, 0.0, -0.35), 0.1, 1.5)]
 
@@ -221,7 +221,7 @@ def test_the_inferer_is_a_thin_wrapper_of_tomographic_inference():
     from monai.bundle import ConfigParser
 
     from monai_tonno.inferers import tomographic_inference
-    from monai_tonno.reconstruction import FilteredBackprojection, IterativeReconstruction
+    from monai_tonno.tomography.reconstruction import FilteredBackprojection, IterativeReconstruction
 
     geometry = VolumeGeometry((16, 16, 16))
     volume = MetaTensor(gaussian_blobs(geometry, BLOBS).float()[None], affine=torch.diag(torch.tensor([2.0, 2, 3, 1])))
@@ -233,7 +233,7 @@ def test_the_inferer_is_a_thin_wrapper_of_tomographic_inference():
     shorthand = TomographicInferer(**settings, reconstruction="iterative", iterations=4)(volume, SliceSum())
     factory = functools.partial(IterativeReconstruction, iterations=4)
     torch.testing.assert_close(TomographicInferer(**settings, reconstruction=factory)(volume, SliceSum()), shorthand)
-    target = "monai_tonno.reconstruction.IterativeReconstruction"
+    target = "monai_tonno.tomography.reconstruction.IterativeReconstruction"
     iterative = {"_target_": target, "_mode_": "callable", "iterations": 4}
     inferer = {"_target_": "monai_tonno.TomographicInferer", **settings, "reconstruction": iterative}
     parser = ConfigParser({"inferer": inferer})

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from monai_tonno.fourier_backprojection import FourierBackprojection
-from monai_tonno.geometry import VolumeGeometry, fibonacci_directions
-from monai_tonno.nufft import GaussianGridding
+from monai_tonno.tomography.fourier_backprojection import FourierBackprojection
+from monai_tonno.tomography.geometry import VolumeGeometry, fibonacci_directions
+from monai_tonno.tomography.nufft import GaussianGridding
 
 
 @pytest.mark.parametrize("shape", [(20, 24, 18), (7, 9, 11), (33, 16, 5)])

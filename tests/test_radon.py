@@ -4,8 +4,8 @@ import pytest
 import torch
 from helpers import gaussian_blobs, gaussian_blobs_radon, relative_error
 
-from monai_tonno.geometry import VolumeGeometry, fibonacci_directions
-from monai_tonno.radon import (
+from monai_tonno.tomography.geometry import VolumeGeometry, fibonacci_directions
+from monai_tonno.tomography.radon import (
     backproject_profiles,
     filtered_backprojection,
     profile_offsets,

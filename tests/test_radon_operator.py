@@ -6,9 +6,9 @@ import pytest
 import torch
 from helpers import gaussian_blobs, gaussian_blobs_radon, relative_error
 
-from monai_tonno.geometry import VolumeGeometry, fibonacci_directions
-from monai_tonno.radon import profile_offsets, radon_sum
-from monai_tonno.radon_operator import RadonOperator
+from monai_tonno.tomography.geometry import VolumeGeometry, fibonacci_directions
+from monai_tonno.tomography.radon import profile_offsets, radon_sum
+from monai_tonno.tomography.radon_operator import RadonOperator
 
 BLOBS = [((0.2, -0.1, 0.3), 0.18, 1.0), ((-0.3, 0.25, -0.1), 0.22, 0.6)]
 

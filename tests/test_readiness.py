@@ -31,7 +31,7 @@ from monai_tonno.metrics import (
     separation_p_value,
     volume_auc,
 )
-from monai_tonno.radon import SliceSum
+from monai_tonno.networks import SliceSum
 
 
 def test_volume_auc_counts_ordered_pairs_and_half_the_ties():

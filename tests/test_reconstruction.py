@@ -5,9 +5,9 @@ import torch
 from helpers import gaussian_blobs, relative_error
 
 from monai_tonno import SliceSum, TomographicInferer
-from monai_tonno.geometry import VolumeGeometry, fibonacci_directions, orthonormal_frames
-from monai_tonno.radon import radon_sum
-from monai_tonno.reconstruction import FilteredBackprojection, IterativeReconstruction
+from monai_tonno.tomography.geometry import VolumeGeometry, fibonacci_directions, orthonormal_frames
+from monai_tonno.tomography.radon import radon_sum
+from monai_tonno.tomography.reconstruction import FilteredBackprojection, IterativeReconstruction
 
 BLOBS = [((0.2, -0.1, 0.3), 0.18, 1.0), ((-0.3, 0.25, -0.1), 0.22, 0.6)]
 

@@ -6,7 +6,7 @@ A fixed 4 mm voxel and 64-pixel slice suit the synthetic 64^3 default and shrink
 whole-body scan of about 1 m cut into 64 pixels has 15 mm pixels, and a 6 mm lesion vanishes. Here the isotropic
 voxel follows the scans' own spacing (no finer than they were acquired, no coarser than ``voxel_budget``
 forces), and the slice size makes one slice pixel one voxel across the field of view (the largest extent: the
-``inscribed`` field of view of :class:`~monai_tonno.geometry.VolumeGeometry`), up to ``max_slice_size``.
+``inscribed`` field of view of :class:`~monai_tonno.tomography.geometry.VolumeGeometry`), up to ``max_slice_size``.
 Only the NIfTI headers are read.
 """
 

@@ -17,16 +17,16 @@ from monai.utils import convert_to_dst_type
 from torch import nn
 from tqdm.auto import tqdm
 
-from monai_tonno.geometry import (
+from monai_tonno.networks.dtype import to_network_dtype
+from monai_tonno.tomography.geometry import (
     FOV_MODES,
     VolumeGeometry,
     fibonacci_directions,
     orthonormal_frames,
     spacing_from_affine,
 )
-from monai_tonno.networks.dtype import to_network_dtype
-from monai_tonno.radon import profile_offsets, profile_slices
-from monai_tonno.reconstruction import (
+from monai_tonno.tomography.radon import profile_offsets, profile_slices
+from monai_tonno.tomography.reconstruction import (
     BACKPROJECTIONS,
     FilteredBackprojection,
     IterativeReconstruction,
@@ -73,7 +73,7 @@ class TomographicInferer(Inferer):
     - ``"tomographic_cam"``: as Averaged CAM, after a second difference along ``n`` per map pixel, with the
       inverse Radon weight ``c |S^2| / L`` (Eq. 13): sharp maps even from deep, coarse layers.
 
-    With :class:`~monai_tonno.radon.SliceSum` as the network, ToNNO returns the input volume (the paper's
+    With :class:`~monai_tonno.networks.SliceSum` as the network, ToNNO returns the input volume (the paper's
     correctness check). Under ``torch.no_grad()`` (inference) memory grows with ``num_angles`` only by the
     profiles (``L (M + 2) K`` numbers; the CAM stacks are backprojected as they come): each batch's activations
     are freed once it is scored. With gradients enabled
@@ -101,7 +101,7 @@ class TomographicInferer(Inferer):
             difference).
         slice_size: pixels per side of each slice given to the network.
         fov: ``"inscribed"`` (the paper) or ``"circumscribed"`` (corners covered); see
-            :class:`~monai_tonno.geometry.VolumeGeometry`.
+            :class:`~monai_tonno.tomography.geometry.VolumeGeometry`.
         hemisphere: directions on a hemisphere (the default): ``n`` and ``-n`` cut the same planes, so each plane
             family is cut once. At equal ``L`` it is at least as accurate as the full sphere; ``False`` for the
             paper's full-sphere sampling.
@@ -119,7 +119,7 @@ class TomographicInferer(Inferer):
         cam_layer: the layer of the CAM modes (``"layer1"`` .. ``"layer4"`` for timm ResNets).
         backprojection_chunk: directions reconstructed at once; bounds the memory of that step.
         backprojection: how ToNNO's profiles go back into the volume. ``"fourier"`` (default): all directions
-            through one non-uniform FFT (:class:`~monai_tonno.fourier_backprojection.FourierBackprojection`),
+            through one non-uniform FFT (:class:`~monai_tonno.tomography.fourier_backprojection.FourierBackprojection`),
             much faster and as accurate against closed forms (``benchmarks/README.md``); the two interpolate the
             coarse profiles of a small M differently, so they differ most there; ``"linear"``: the
             straightforward linear interpolation of every profile at every voxel, the reference.
@@ -129,18 +129,19 @@ class TomographicInferer(Inferer):
             Ignored when no process group is initialised.
         reconstruction: ToNNO's profiles to a volume. ``"filtered_backprojection"`` (default, the paper) or
             ``"iterative"``: the heatmap that best explains the profiles under a prior
-            (:class:`~monai_tonno.reconstruction.IterativeReconstruction`), for fewer directions (fewer forward
-            passes) with fewer streaks, with the options below; or any reconstructor factory
-            (:class:`~monai_tonno.reconstruction.ReconstructorFactory`), e.g.
+            (:class:`~monai_tonno.tomography.reconstruction.IterativeReconstruction`), for fewer directions (fewer
+            forward passes) with fewer streaks, with the options below; or any reconstructor factory
+            (:class:`~monai_tonno.tomography.reconstruction.ReconstructorFactory`), e.g.
             ``functools.partial(IterativeReconstruction, iterations=50, sparsity=1.0)``, or in a bundle config
-            ``{"_target_": "monai_tonno.reconstruction.IterativeReconstruction", "_mode_": "callable", ...}`` (a
-            ``functools.partial`` of the class).
+            ``{"_target_": "monai_tonno.tomography.reconstruction.IterativeReconstruction", "_mode_": "callable",
+            ...}`` (a ``functools.partial`` of the class).
             The CAM modes use their own backprojections.
         iterations: the most iterations of the iterative reconstruction.
         tolerance: the iterative reconstruction stops when an iteration changes the heatmap by less than this
             fraction of its norm.
         regularization: the iterative reconstruction's weight of staying near filtered backprojection where the
-            profiles determine the heatmap poorly (see :class:`~monai_tonno.reconstruction.IterativeReconstruction`).
+            profiles determine the heatmap poorly (see
+            :class:`~monai_tonno.tomography.reconstruction.IterativeReconstruction`).
         sparsity: the iterative reconstruction's L1 weight on the heatmap's departure from its background, in
             units of its median absolute deviation (0: plain least squares).
         nonnegative: the iterative reconstruction's heatmap is non-negative (for images of a density, such as
@@ -348,10 +349,10 @@ def tomographic_inference(
 
     The algorithm of :class:`TomographicInferer` as a function, as MONAI's ``sliding_window_inference`` is the
     algorithm of ``SlidingWindowInferer``. For each Fibonacci direction, the ``num_slices + 2`` slices at
-    :func:`~monai_tonno.radon.profile_offsets` are cut (:func:`~monai_tonno.radon.profile_slices`), scored
-    ``sw_batch_size`` at a time, and handed in whole directions to a :class:`~monai_tonno.reconstruction.Reconstructor`
-    made by ``reconstructor`` for each volume. Slicing and reconstruction run in float32; an enclosing
-    ``torch.autocast`` reaches ``score`` only.
+    :func:`~monai_tonno.tomography.radon.profile_offsets` are cut
+    (:func:`~monai_tonno.tomography.radon.profile_slices`), scored ``sw_batch_size`` at a time, and handed in whole
+    directions to a :class:`~monai_tonno.tomography.reconstruction.Reconstructor` made by ``reconstructor`` for each
+    volume. Slicing and reconstruction run in float32; an enclosing ``torch.autocast`` reaches ``score`` only.
 
     Example::
 
@@ -369,7 +370,7 @@ def tomographic_inference(
         num_angles: ``L``, the number of directions.
         num_slices: ``M``, slices per direction inside the field of view (two more are cut).
         slice_size: pixels per side of each slice.
-        fov: ``"inscribed"`` or ``"circumscribed"`` (:class:`~monai_tonno.geometry.VolumeGeometry`).
+        fov: ``"inscribed"`` or ``"circumscribed"`` (:class:`~monai_tonno.tomography.geometry.VolumeGeometry`).
         hemisphere: directions on a hemisphere (each plane family cut once) or, ``False``, the full sphere.
         sw_batch_size: slices per call of ``score``.
         sw_device: where slices are cut and scored; defaults to the input's device.
@@ -379,8 +380,8 @@ def tomographic_inference(
             the scores held.
         shard_angles: in a ``torch.distributed`` run, each rank cuts and scores every ``world_size``-th
             direction and the reconstructions combine the shares
-            (:meth:`~monai_tonno.reconstruction.Reconstructor.result_of_all_processes`); every rank returns the
-            whole volume. Ignored without a process group.
+            (:meth:`~monai_tonno.tomography.reconstruction.Reconstructor.result_of_all_processes`); every rank returns
+            the whole volume. Ignored without a process group.
         progress: show a progress bar over directions.
 
     Returns:

@@ -18,6 +18,7 @@ from monai_tonno.networks.segmenter import (
     load_segmenter_config,
     save_segmenter_config,
 )
+from monai_tonno.networks.slice_sum import SliceSum
 from monai_tonno.networks.trained import (
     NETWORK_CONFIG_FILE,
     NetworkConfigRecord,
@@ -27,6 +28,7 @@ from monai_tonno.networks.trained import (
 )
 
 __all__ = [
+    "SliceSum",
     "NETWORK_CONFIG_FILE",
     "NORM_TYPES",
     "NetworkConfigRecord",

@@ -13,7 +13,7 @@ from monai.data import MetaTensor, get_track_meta
 from monai.transforms import Randomizable, Transform
 from monai.utils import TransformBackends, convert_to_tensor
 
-from monai_tonno.geometry import (
+from monai_tonno.tomography.geometry import (
     FOV_MODES,
     VolumeGeometry,
     orthonormal_frames,
@@ -76,8 +76,8 @@ class ObliqueSlice(Transform):
     """Cut one 2D slice, or a stack of parallel slices, of given orientation from a ``(C, X, Y, Z)`` volume.
 
     The slice is ``S(s, n)(i, j) = V(s n + i' u + j' v)`` with ``i', j'`` over ``[-1, 1]`` in normalised units
-    of :class:`~monai_tonno.geometry.VolumeGeometry` (physical millimetres, so anisotropic spacing is honoured).
-    ``(u, v)`` is the default frame of ``normal`` rotated by ``angle`` about it. The output carries a world
+    of :class:`~monai_tonno.tomography.geometry.VolumeGeometry` (physical millimetres, so anisotropic spacing is
+    honoured). ``(u, v)`` is the default frame of ``normal`` rotated by ``angle`` about it. The output carries a world
     affine: pixel ``(i, j)`` (or ``(k, i, j)`` for a stack) maps to the millimetres of the input's affine.
 
     Example::
@@ -90,7 +90,7 @@ class ObliqueSlice(Transform):
             offsets for a stack (evenly spaced for the stack's affine to be exact).
         angle: in-plane rotation of ``(u, v)`` in radians.
         slice_size: pixels per side.
-        fov: ``"inscribed"`` or ``"circumscribed"``, see :class:`~monai_tonno.geometry.VolumeGeometry`.
+        fov: ``"inscribed"`` or ``"circumscribed"``, see :class:`~monai_tonno.tomography.geometry.VolumeGeometry`.
         mode: ``"bilinear"`` (trilinear interpolation) or ``"nearest"`` (for label maps).
         padding_mode: ``grid_sample`` padding outside the volume, ``"zeros"`` by default.
         spacing: voxel spacing in millimetres; by default read from the ``MetaTensor`` affine.

@@ -10,7 +10,7 @@ from typing import Protocol
 import torch
 import torch.distributed as dist
 
-from monai_tonno.geometry import VolumeGeometry
+from monai_tonno.tomography.geometry import VolumeGeometry
 
 __all__ = ["Frames", "Reconstructor", "ReconstructorFactory"]
 
@@ -20,7 +20,7 @@ Frames = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (n, u, v), each (l, 
 class Reconstructor(ABC):
     """A running reconstruction from the scores of the slices of ``num_directions`` directions.
 
-    The caller cuts, for each direction, the ``M + 2`` slices at :func:`~monai_tonno.radon.profile_offsets`,
+    The caller cuts, for each direction, the ``M + 2`` slices at :func:`~monai_tonno.tomography.radon.profile_offsets`,
     scores them, and hands over whole directions in any number of chunks, in any order; :meth:`result` gives the
     volume once all (or all of this process' share) have been added.
 

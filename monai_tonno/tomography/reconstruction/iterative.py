@@ -8,7 +8,7 @@ streaks. Here the profiles are measurements of the plane integrals of the heatma
 
     ``F(G) = w / 2 sum_l |D1 (A G - p_l)|^2 + prior(G)``
 
-with ``A`` the plane-integral operator (:class:`~monai_tonno.radon_operator.RadonOperator`) and ``D1`` the
+with ``A`` the plane-integral operator (:class:`~monai_tonno.tomography.radon_operator.RadonOperator`) and ``D1`` the
 first difference along the offsets, blind to ``a_l`` as the second difference of filtered backprojection is.
 The weight ``w = 1 / (2 pi L h dV)`` makes the normal operator the identity in the limit of many directions:
 ``D1^T D1`` is the ``-d^2 / ds^2`` of the inversion formula, so one gradient step of unit length from zero is
@@ -41,11 +41,11 @@ import torch
 import torch.distributed as dist
 from torch.utils.checkpoint import checkpoint
 
-from monai_tonno.geometry import VolumeGeometry
-from monai_tonno.radon import profile_offsets
-from monai_tonno.radon_operator import RadonOperator
-from monai_tonno.reconstruction.base import Frames, Reconstructor
-from monai_tonno.reconstruction.filtered import FilteredBackprojection
+from monai_tonno.tomography.geometry import VolumeGeometry
+from monai_tonno.tomography.radon import profile_offsets
+from monai_tonno.tomography.radon_operator import RadonOperator
+from monai_tonno.tomography.reconstruction.base import Frames, Reconstructor
+from monai_tonno.tomography.reconstruction.filtered import FilteredBackprojection
 from monai_tonno.validation import check_int
 
 __all__ = ["SUPPORTS", "IterativeReconstruction", "check_iterative_options"]

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import torch
 
-from monai_tonno.geometry import VolumeGeometry
-from monai_tonno.radon import backproject_stacks, inverse_radon_weight, profile_offsets, second_difference
-from monai_tonno.reconstruction.base import Frames, Reconstructor
+from monai_tonno.tomography.geometry import VolumeGeometry
+from monai_tonno.tomography.radon import backproject_stacks, inverse_radon_weight, profile_offsets, second_difference
+from monai_tonno.tomography.reconstruction.base import Frames, Reconstructor
 
 __all__ = ["StackBackprojection"]
 

@@ -6,13 +6,13 @@ The inferer cuts slices and scores them; a :class:`Reconstructor` knows the form
 method: :class:`FilteredBackprojection` (ToNNO's inverse Radon transform, Fourier or linear backprojection),
 :class:`StackBackprojection` (Averaged and Tomographic CAM) and :class:`IterativeReconstruction` (the volume
 that best explains ToNNO's profiles, under a prior). The constants of the inverse live in
-:func:`~monai_tonno.radon.inverse_radon_weight`.
+:func:`~monai_tonno.tomography.radon.inverse_radon_weight`.
 """
 
-from monai_tonno.reconstruction.base import Frames, Reconstructor, ReconstructorFactory
-from monai_tonno.reconstruction.filtered import BACKPROJECTIONS, FilteredBackprojection
-from monai_tonno.reconstruction.iterative import SUPPORTS, IterativeReconstruction, check_iterative_options
-from monai_tonno.reconstruction.stacks import StackBackprojection
+from monai_tonno.tomography.reconstruction.base import Frames, Reconstructor, ReconstructorFactory
+from monai_tonno.tomography.reconstruction.filtered import BACKPROJECTIONS, FilteredBackprojection
+from monai_tonno.tomography.reconstruction.iterative import SUPPORTS, IterativeReconstruction, check_iterative_options
+from monai_tonno.tomography.reconstruction.stacks import StackBackprojection
 
 __all__ = [
     "BACKPROJECTIONS",

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """The 3D-2D Radon transform by summation and its filtered backprojection (paper Eq. 5, 8-11).
 
-All lengths are normalised units of :class:`~monai_tonno.geometry.VolumeGeometry`. A profile is sampled at the
-``M + 2`` offsets ``s_m = -1 + m h``, ``m = -1 .. M``, ``h = 2 / (M - 1)``; its second difference lives on the
+All lengths are normalised units of :class:`~monai_tonno.tomography.geometry.VolumeGeometry`. A profile is sampled at
+the ``M + 2`` offsets ``s_m = -1 + m h``, ``m = -1 .. M``, ``h = 2 / (M - 1)``; its second difference lives on the
 ``M`` inner offsets ``[-1, 1]``. The inverse is
 
     ``G(x) = c |S^2| / L * sum_l q~_l(x . n_l)``,  ``c = -1 / (8 pi^2)``,
@@ -16,8 +16,8 @@ Averaged and Tomographic CAM (paper Eq. 12-13) backproject stacks of 2D maps ins
 
 Everything is pure torch and differentiable; loops run over chunks of directions so that peak memory does not
 grow with their number. :func:`backproject_profiles` is the straightforward backprojection (an interpolation per
-direction and voxel); :class:`~monai_tonno.fourier_backprojection.FourierBackprojection` computes it on a voxel
-grid through one non-uniform FFT, and is what :class:`~monai_tonno.inferers.TomographicInferer` uses by default.
+direction and voxel); :class:`~monai_tonno.tomography.fourier_backprojection.FourierBackprojection` computes it on a
+voxel grid through one non-uniform FFT, and is what :class:`~monai_tonno.inferers.TomographicInferer` uses by default.
 """
 
 from __future__ import annotations
@@ -26,14 +26,12 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from monai_tonno.geometry import VolumeGeometry, orthonormal_frames, sample_grid, slice_grid
+from monai_tonno.tomography.geometry import VolumeGeometry, orthonormal_frames, sample_grid, slice_grid
 
 __all__ = [
     "RADON_INVERSION_CONSTANT",
     "SPHERE_AREA",
-    "SliceSum",
     "backproject_profiles",
     "backproject_stacks",
     "filtered_backprojection",
@@ -42,6 +40,7 @@ __all__ = [
     "profile_slices",
     "radon_sum",
     "second_difference",
+    "slice_integral",
 ]
 
 RADON_INVERSION_CONSTANT = -1.0 / (8.0 * math.pi**2)
@@ -196,18 +195,16 @@ def backproject_stacks(
     return result
 
 
-class SliceSum(nn.Module):
-    """The "network" of the paper's correctness check: ``R_sum``, the plane integral by summation (paper Eq. 5).
+def slice_integral(slices: torch.Tensor) -> torch.Tensor:
+    """``R_sum`` of cut slices, the plane integral by summation (paper Eq. 5): ``(N, C, H, W)`` to ``(N, 1)``.
 
-    Maps ``(N, C, H, W)`` slices to ``(N, 1)``, summing the channels. Pixel centres span ``[-1, 1]`` at both
-    ends, so each pixel stands for ``(2 / (H - 1)) x (2 / (W - 1))`` square units: the paper's "mean x slice
-    area of 4" underestimates the integral by the factor ``((H - 1) / H)^2`` (3 % at 64 pixels).
+    The channels are summed. Pixel centres span ``[-1, 1]`` at both ends, so each pixel stands for
+    ``(2 / (H - 1)) x (2 / (W - 1))`` square units: the paper's "mean x slice area of 4" underestimates the
+    integral by the factor ``((H - 1) / H)^2`` (3 % at 64 pixels).
     """
-
-    def forward(self, slices: torch.Tensor) -> torch.Tensor:
-        height, width = slices.shape[-2:]
-        pixel_area = (2.0 / (height - 1)) * (2.0 / (width - 1))
-        return slices.sum(dim=(-2, -1)).sum(dim=1, keepdim=True) * pixel_area
+    height, width = slices.shape[-2:]
+    pixel_area = (2.0 / (height - 1)) * (2.0 / (width - 1))
+    return slices.sum(dim=(-2, -1)).sum(dim=1, keepdim=True) * pixel_area
 
 
 def profile_slices(
@@ -261,9 +258,10 @@ def radon_sum(
     offsets, _ = profile_offsets(num_slices, device=volume.device)
     frames = tuple(axis.to(device=volume.device, dtype=volume.dtype) for axis in orthonormal_frames(directions))
     total = directions.shape[0] * offsets.shape[0]
-    summation = SliceSum()
     sums = [
-        summation(profile_slices(volume, geometry, frames, offsets, start, min(start + batch_size, total), slice_size))
+        slice_integral(
+            profile_slices(volume, geometry, frames, offsets, start, min(start + batch_size, total), slice_size)
+        )
         for start in range(0, total, batch_size)
     ]
     return torch.cat(sums).reshape(directions.shape[0], offsets.shape[0])

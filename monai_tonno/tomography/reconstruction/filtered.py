@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import torch
 
-from monai_tonno.fourier_backprojection import FourierBackprojection
-from monai_tonno.geometry import VolumeGeometry
-from monai_tonno.radon import backproject_profiles, inverse_radon_weight, profile_offsets, second_difference
-from monai_tonno.reconstruction.base import Frames, Reconstructor
+from monai_tonno.tomography.fourier_backprojection import FourierBackprojection
+from monai_tonno.tomography.geometry import VolumeGeometry
+from monai_tonno.tomography.radon import backproject_profiles, inverse_radon_weight, profile_offsets, second_difference
+from monai_tonno.tomography.reconstruction.base import Frames, Reconstructor
 
 __all__ = ["BACKPROJECTIONS", "FilteredBackprojection"]
 
@@ -30,7 +30,7 @@ class FilteredBackprojection(Reconstructor):
         num_directions: ``L`` of the inverse weight.
         device: device of the reconstruction.
         backprojection: ``"fourier"`` (one non-uniform FFT,
-            :class:`~monai_tonno.fourier_backprojection.FourierBackprojection`) or ``"linear"`` (linear
+            :class:`~monai_tonno.tomography.fourier_backprojection.FourierBackprojection`) or ``"linear"`` (linear
             interpolation of every profile at every voxel; the reference).
         chunk_size: directions interpolated at once by the linear backprojection.
         channels_per_pass: outputs backprojected together: the Fourier backprojection holds one oversampled

@@ -2,15 +2,15 @@
 # SPDX-License-Identifier: Apache-2.0
 """Backprojection of 1D profiles onto a voxel grid through the Fourier domain, in ``O(L M w^3 + N^3 log N)``.
 
-The straightforward backprojection ``B q (x) = sum_l q~_l(x . n_l)`` (:func:`~monai_tonno.radon.backproject_profiles`)
-interpolates every profile at every voxel: ``L x N^3`` interpolations. Here each profile is written as a Fourier
-series of period ``T`` (longer than the voxels' range of ``x . n`` plus the profile's support, so that no
-periodic copy reaches a voxel):
+The straightforward backprojection ``B q (x) = sum_l q~_l(x . n_l)``
+(:func:`~monai_tonno.tomography.radon.backproject_profiles`) interpolates every profile at every voxel: ``L x N^3``
+interpolations. Here each profile is written as a Fourier series of period ``T`` (longer than the voxels' range of ``x
+. n`` plus the profile's support, so that no periodic copy reaches a voxel):
 
     ``q~_l(s) = sum_k a_lk exp(2 pi i k (s + 1) / T)``,
 
 so that ``B q`` on the voxel grid is a sum of plane waves with frequencies ``k n_l / T`` on radial lines: one
-type-1 non-uniform FFT (:class:`~monai_tonno.nufft.GaussianGridding`) for all directions together.
+type-1 non-uniform FFT (:class:`~monai_tonno.tomography.nufft.GaussianGridding`) for all directions together.
 
 The coefficients are those of the linear interpolation of the samples restricted to its base band:
 ``a_k = Q_k sinc^2(k / K) / K`` with ``Q`` the DFT of the zero-padded samples. Linear interpolation multiplies the
@@ -25,8 +25,8 @@ import math
 
 import torch
 
-from monai_tonno.geometry import VolumeGeometry
-from monai_tonno.nufft import GaussianGridding
+from monai_tonno.tomography.geometry import VolumeGeometry
+from monai_tonno.tomography.nufft import GaussianGridding
 
 __all__ = ["FourierBackprojection"]
 
@@ -133,9 +133,10 @@ class FourierBackprojection:
     def volume(self) -> torch.Tensor:
         """The accumulated backprojection: real, of the geometry's shape, or ``(channels, *shape)``.
 
-        The gridding runs here, once, slab by slab (:meth:`~monai_tonno.nufft.GaussianGridding.real_modes_of_points`),
-        so that the memory added to the output stays about 16 bytes per voxel and channel whatever the number of
-        directions (the whole oversampled grid and its FFT would take about 128).
+        The gridding runs here, once, slab by slab
+        (:meth:`~monai_tonno.tomography.nufft.GaussianGridding.real_modes_of_points`), so that the memory added to the
+        output stays about 16 bytes per voxel and channel whatever the number of directions (the whole oversampled
+        grid and its FFT would take about 128).
         """
         self._collect_points()
         if self.points:

@@ -2,18 +2,19 @@
 # SPDX-License-Identifier: Apache-2.0
 """The plane-integral Radon transform of a voxel volume and its adjoint, by the Fourier-slice theorem.
 
-:class:`RadonOperator` ``A`` maps a volume on the voxel grid of a :class:`~monai_tonno.geometry.VolumeGeometry`
-to the profiles that :func:`~monai_tonno.radon.radon_sum` (and so :class:`~monai_tonno.radon.SliceSum` in
-the inferer) measures: plane integrals at the ``M + 2`` offsets of :func:`~monai_tonno.radon.profile_offsets`
-along each direction, without cutting a slice. The volume is the trilinear interpolant of its voxels, as
-``grid_sample`` sees it, so each voxel is the tensor product of three hats of one voxel step; the plane integral
-of such a hat along ``n`` has the Fourier transform ``prod_a h_a sinc^2(xi n_a h_a)``. By the Fourier-slice
-theorem the profile's Fourier series (period ``T``, longer than the volume's reach plus the sampled range, so
-that no periodic copy reaches a sample) has the coefficients
+:class:`RadonOperator` ``A`` maps a volume on the voxel grid of a
+:class:`~monai_tonno.tomography.geometry.VolumeGeometry` to the profiles that
+:func:`~monai_tonno.tomography.radon.radon_sum` (and so :class:`~monai_tonno.networks.SliceSum` in the inferer)
+measures: plane integrals at the ``M + 2`` offsets of :func:`~monai_tonno.tomography.radon.profile_offsets` along each
+direction, without cutting a slice. The volume is the trilinear interpolant of its voxels, as ``grid_sample`` sees it,
+so each voxel is the tensor product of three hats of one voxel step; the plane integral of such a hat along ``n`` has
+the Fourier transform ``prod_a h_a sinc^2(xi n_a h_a)``. By the Fourier-slice theorem the profile's Fourier series
+(period ``T``, longer than the volume's reach plus the sampled range, so that no periodic copy reaches a sample) has
+the coefficients
 
     ``c_lk = (1 / T) prod_a h_a sinc^2(k n_la h_a / T) sum_j f_j exp(-2 pi i k (x_j . n_l + 1) / T)``,
 
-a type-2 non-uniform FFT (:meth:`~monai_tonno.nufft.GaussianGridding.interpolate`) at the frequencies
+a type-2 non-uniform FFT (:meth:`~monai_tonno.tomography.nufft.GaussianGridding.interpolate`) at the frequencies
 ``k n_l / T`` on radial lines, and the samples are the series at ``s_m`` (its band limit is the samples'
 Nyquist frequency). :meth:`RadonOperator.adjoint` is the exact adjoint of those steps (a type-1 transform),
 so ``<A f, g> = <f, A* g>`` to rounding. Reference: F. Natterer, *The Mathematics of Computerized Tomography*,
@@ -27,9 +28,9 @@ import warnings
 
 import torch
 
-from monai_tonno.geometry import VolumeGeometry
-from monai_tonno.nufft import GaussianGridding
-from monai_tonno.radon import profile_offsets
+from monai_tonno.tomography.geometry import VolumeGeometry
+from monai_tonno.tomography.nufft import GaussianGridding
+from monai_tonno.tomography.radon import profile_offsets
 
 __all__ = ["RadonOperator"]
 
@@ -40,7 +41,7 @@ class RadonOperator:
     Args:
         geometry: the volume's grid.
         directions: ``(L, 3)`` unit normals.
-        num_slices: ``M``; profiles have ``M + 2`` samples at :func:`~monai_tonno.radon.profile_offsets`.
+        num_slices: ``M``; profiles have ``M + 2`` samples at :func:`~monai_tonno.tomography.radon.profile_offsets`.
         half_width: Gaussian gridding half-width (4: relative error about 1e-4).
         oversampling: gridding oversampling factor.
         dtype: real floating point type of the computation.
