@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -38,24 +37,11 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from monai.bundle import ConfigParser
 
+from monai_tonno.bundle import resolved_config
 from monai_tonno.data import autopet_datalist, autopet_or_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def resolved_config(config_file: Path) -> dict:
-    """The config with its macros replaced: the exported bundle leaves the repository, where ``%bundles/...``
-    (relative to the repository root, as MONAI reads macro paths) would no longer resolve."""
-    parser = ConfigParser(ConfigParser.load_config_file(str(config_file)))
-    cwd = os.getcwd()
-    try:
-        os.chdir(ROOT)
-        parser.resolve_macro_and_relative_ids()
-    finally:
-        os.chdir(cwd)
-    return parser.get()
 
 
 def export_bundle(segmenter_dir: Path, bundle: Path, config_file: Path, metadata_file: Path) -> Path:
@@ -68,7 +54,7 @@ def export_bundle(segmenter_dir: Path, bundle: Path, config_file: Path, metadata
     for name in ("model.pt", "network.json", "threshold.json"):
         if (segmenter_dir / name).is_file():
             shutil.copy2(segmenter_dir / name, bundle / "models" / name)
-    config = resolved_config(config_file)
+    config = resolved_config(config_file, ROOT)  # the copy leaves the repository, where its macros resolve
     config["ckpt_path"] = "$os.path.join(@bundle_root, 'models', 'model.pt')"
     kept = []
     for transform in config["postprocessing_transforms"]:

@@ -9,12 +9,12 @@ differs between training and inference would pass every run-through test, so the
 """
 
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
-from monai.bundle import ConfigParser
+
+from monai_tonno.bundle import resolved_config as resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLES = ("autopet", "mosmed", "duke")
@@ -48,15 +48,8 @@ def raw_config(bundle: str, name: str) -> dict:
 
 
 def resolved_config(bundle: str, name: str) -> dict:
-    """The config as MONAI runs it: macros replaced by their targets (paths are relative to the repository root)."""
-    parser = ConfigParser(ConfigParser.load_config_file(str(ROOT / "bundles" / bundle / f"{name}.json")))
-    cwd = Path.cwd()
-    try:
-        os.chdir(ROOT)
-        parser.resolve_macro_and_relative_ids()
-    finally:
-        os.chdir(cwd)
-    return parser.get()
+    """The config as MONAI runs it: macros replaced by their targets (paths relative to the repository root)."""
+    return resolve(ROOT / "bundles" / bundle / f"{name}.json", ROOT)
 
 
 def _strings(value):
@@ -133,3 +126,10 @@ def test_inference_resamples_as_training_did(bundle):
     train = resolved_config(bundle, "train")["preprocessing_transforms"]
     for kind in ("inference", "distill", "segment"):
         assert resolved_config(bundle, kind)["preprocessing"]["transforms"] == train, f"{bundle}/{kind}.json"
+
+
+def test_resolving_a_config_that_does_not_exist_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no_such.json.*bundle config file"):
+        resolve(tmp_path / "no_such.json", ROOT)
+    with pytest.raises(FileNotFoundError, match="bundle root"):
+        resolve(ROOT / "bundles" / "autopet" / "train.json", tmp_path / "elsewhere")
