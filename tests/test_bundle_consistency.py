@@ -98,6 +98,8 @@ def test_wiring_shared_by_every_bundle_is_named_not_copied(name):
     raw = {b: raw_config(b, name) for b in bundles}
     resolved = {b: resolved_config(b, name) for b in bundles}
     for key, value in resolved[bundles[0]].items():
+        if key == "imports":  # a declaration each config makes itself (tools read it unresolved); checked below
+            continue
         if not _is_wiring(value) or not all(resolved[b].get(key) == value for b in bundles):
             continue
         for bundle in bundles:
@@ -133,3 +135,13 @@ def test_resolving_a_config_that_does_not_exist_names_it(tmp_path):
         resolve(tmp_path / "no_such.json", ROOT)
     with pytest.raises(FileNotFoundError, match="bundle root"):
         resolve(ROOT / "bundles" / "autopet" / "train.json", tmp_path / "elsewhere")
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+@pytest.mark.parametrize("name", KINDS)
+def test_every_config_imports_what_its_shared_wiring_needs(bundle, name):
+    """The imports stay in each config, written out; they must hold every import its shared file declares."""
+    shared = json.loads((ROOT / "bundles" / "common" / f"{name}.json").read_text())["imports"]
+    imports = raw_config(bundle, name)["imports"]
+    assert isinstance(imports, list), f"{bundle}/{name}.json: imports must be a list, not {imports!r}"
+    assert set(shared) <= set(imports), f"{bundle}/{name}.json lacks {sorted(set(shared) - set(imports))}"
