@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import resource
@@ -49,8 +50,13 @@ from monai_tonno.tomography.radon import (
     profile_slices,
     second_difference,
 )
+from monai_tonno.tomography.reconstruction import FilteredBackprojection
 from monai_tonno.visualize import SliceCAM
 
+RECONSTRUCTION_OF_MODE = {
+    "tonno_linear": functools.partial(FilteredBackprojection, backprojection="linear"),
+    "tonno_iterative": "iterative",
+}
 CONFIGS = {
     "cpu-small": {"size": 64, "slice_size": 64, "num_slices": 50, "num_angles": 500},
     "paper": {"size": 128, "slice_size": 224, "num_slices": 100, "num_angles": 2000},
@@ -278,8 +284,7 @@ def main() -> None:
                     config["num_angles"], config["num_slices"], config["slice_size"], hemisphere=args.hemisphere,
                     mode=mode.removesuffix("_linear").removesuffix("_iterative"),
                     cam_method=lambda _, slices, clock=clock: clock(slices), sw_batch_size=args.sw_batch_size,
-                    backprojection="linear" if mode.endswith("_linear") else "fourier",
-                    reconstruction="iterative" if mode.endswith("_iterative") else "filtered_backprojection",
+                    reconstruction=RECONSTRUCTION_OF_MODE.get(mode, "filtered_backprojection"),
                 )  # fmt: skip
                 scored = clock if mode.startswith("tonno") else cam_network
                 with torch.no_grad(), precision:

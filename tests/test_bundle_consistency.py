@@ -145,3 +145,23 @@ def test_every_config_imports_what_its_shared_wiring_needs(bundle, name):
     imports = raw_config(bundle, name)["imports"]
     assert isinstance(imports, list), f"{bundle}/{name}.json: imports must be a list, not {imports!r}"
     assert set(shared) <= set(imports), f"{bundle}/{name}.json lacks {sorted(set(shared) - set(imports))}"
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+@pytest.mark.parametrize("name", ("inference", "evaluate", "distill"))
+def test_the_reconstruction_knobs_reach_the_reconstructor(bundle, name):
+    """``--reconstruction iterative --iterations N`` becomes an IterativeReconstruction factory with N iterations;
+    the default is the inferer's filtered backprojection shorthand."""
+    from monai.bundle import ConfigParser
+
+    from monai_tonno.tomography.reconstruction import IterativeReconstruction
+
+    def reconstructor(**overrides):
+        parser = ConfigParser(resolved_config(bundle, name))
+        parser.update(overrides)
+        parser.get_parsed_content("imports")
+        return parser.get_parsed_content("reconstructor")
+
+    assert reconstructor() == "filtered_backprojection"
+    iterative = reconstructor(reconstruction="iterative", iterations=7)
+    assert iterative.func is IterativeReconstruction and iterative.keywords == {"iterations": 7}

@@ -475,7 +475,8 @@ def test_mosmed_bundle_every_config(tmp_path):
     source = nib.load(str(tmp_path / "mosmed data" / "studies" / "CT-1" / "study_0255.nii.gz"))
     written = next(h for h in heatmaps if "study_0255" in h.name)
     np.testing.assert_allclose(nib.load(str(written)).affine, source.affine, atol=1e-4)
-    evaluation = {**common, **TINY_INFERENCE, "num_angles": 4, "num_slices": 4, "reconstruction": "iterative"}
+    evaluation = {**common, **TINY_INFERENCE, "num_angles": 4, "num_slices": 4, "reconstruction": "iterative",
+                  "iterations": 3}  # fmt: skip
     run_bundle("mosmed", ["evaluate.json"], "evaluation", evaluation)
     assert "| ToNNO" in (tmp_path / "out" / "evaluation" / "table.md").read_text()
     sharded = {**common, **TINY_INFERENCE, "output_dir": str(tmp_path / "sharded"),

@@ -3,6 +3,8 @@
 """The same results on CUDA as on the CPU. These run where a GPU is present (they are skipped on CPU-only CI,
 which runs the CPU path through every other test); run them with ``pytest tests/test_cuda.py`` on a GPU."""
 
+import functools
+
 import pytest
 import torch
 from helpers import gaussian_blobs, relative_error
@@ -14,6 +16,7 @@ from monai_tonno.networks import create_slice_classifier
 from monai_tonno.tomography.fourier_backprojection import FourierBackprojection
 from monai_tonno.tomography.geometry import VolumeGeometry, fibonacci_directions
 from monai_tonno.tomography.radon_operator import RadonOperator
+from monai_tonno.tomography.reconstruction import FilteredBackprojection
 from monai_tonno.visualize import SliceCAM
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -44,7 +47,8 @@ def volume_with_blobs(size: int = 24) -> torch.Tensor:
 def test_tonno_on_cuda_equals_cpu(backprojection):
     volume = volume_with_blobs()
     network = small_resnet()
-    inferer = TomographicInferer(40, 16, 32, sw_batch_size=64, backprojection=backprojection)
+    reconstruction = functools.partial(FilteredBackprojection, backprojection=backprojection)
+    inferer = TomographicInferer(40, 16, 32, sw_batch_size=64, reconstruction=reconstruction)
     with torch.no_grad():
         on_cpu = inferer(volume, network)
         on_cuda = inferer(volume.to(CUDA), network.to(CUDA))

@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Angle-sharded reconstruction over two gloo processes equals the single-process one."""
 
+import functools
 import socket
 
 import pytest
@@ -10,13 +11,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from monai_tonno import SliceSum, TomographicInferer
+from monai_tonno.tomography.reconstruction import IterativeReconstruction
 
 SETTINGS = {"num_angles": 37, "num_slices": 12, "slice_size": 16, "sw_batch_size": 50}
 RECONSTRUCTIONS = {
     "filtered_backprojection": ({}, 1e-6),
     # every rank gathers the others' profiles and solves for the whole heatmap; the same sums run in another
     # order (directions by rank) through 5 iterations: float32 rounding of a heatmap of size ~1
-    "iterative": ({"reconstruction": "iterative", "iterations": 5, "tolerance": 0.0}, 2e-5),
+    "iterative": ({"reconstruction": functools.partial(IterativeReconstruction, iterations=5, tolerance=0.0)}, 2e-5),
 }
 
 

@@ -1,5 +1,7 @@
 # Copyright (c) monai_tonno contributors
 # SPDX-License-Identifier: Apache-2.0
+import functools
+
 import pytest
 import torch
 from helpers import gaussian_blobs, gaussian_blobs_radon, relative_error
@@ -15,6 +17,7 @@ from monai_tonno.tomography.radon import (
     profile_offsets,
     second_difference,
 )
+from monai_tonno.tomography.reconstruction import FilteredBackprojection
 
 BLOBS = [((0.2, -0.1, 0.3), 0.18, 1.0), ((-0.3, 0.25, -0.1), 0.22, 0.6)]
 
@@ -95,9 +98,16 @@ def test_inferer_backprojections_agree_on_the_round_trip():
     geometry = VolumeGeometry((24, 24, 24))
     volume = gaussian_blobs(geometry, BLOBS).float()[None]
     heatmaps = {
-        name: TomographicInferer(200, 24, 32, backprojection=name, sw_batch_size=500)(volume, SliceSum())
+        name: TomographicInferer(
+            200,
+            24,
+            32,
+            reconstruction=functools.partial(FilteredBackprojection, backprojection=name),
+            sw_batch_size=500,
+        )(volume, SliceSum())
         for name in ("fourier", "linear")
     }
     assert relative_error(heatmaps["fourier"], heatmaps["linear"]) < 0.02
+    nearest = functools.partial(FilteredBackprojection, backprojection="nearest")
     with pytest.raises(ValueError, match="backprojection must be one of"):
-        TomographicInferer(backprojection="nearest")
+        TomographicInferer(8, 4, 8, reconstruction=nearest)(volume, SliceSum())

@@ -1,5 +1,7 @@
 # Copyright (c) monai_tonno contributors
 # SPDX-License-Identifier: Apache-2.0
+import functools
+
 import pytest
 import torch
 from helpers import gaussian_blobs, relative_error
@@ -8,6 +10,7 @@ from torch import nn
 
 from monai_tonno import SliceSum, TomographicInferer
 from monai_tonno.tomography.geometry import VolumeGeometry
+from monai_tonno.tomography.reconstruction import FilteredBackprojection
 
 BLOBS = [((0.2, -0.1, 0.3), 0.15, 1.0), ((-0.3, 0.25, -0.1), 0.2, 0.6), ((0.0, 0.0, -0.35), 0.1, 1.5)]
 
@@ -201,7 +204,8 @@ class AutocastRecorder(nn.Module):
 def test_autocast_reaches_the_network_but_not_the_geometry(backprojection):
     geometry = VolumeGeometry((24, 24, 24))
     volume = gaussian_blobs(geometry, BLOBS).float()[None]
-    inferer = TomographicInferer(60, 20, 32, backprojection=backprojection)
+    linear_or_fourier = functools.partial(FilteredBackprojection, backprojection=backprojection)
+    inferer = TomographicInferer(60, 20, 32, reconstruction=linear_or_fourier)
     reference = inferer(volume, SliceSum())
     recorder = AutocastRecorder()
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -230,19 +234,25 @@ def test_the_inferer_is_a_thin_wrapper_of_tomographic_inference():
     by_function = tomographic_inference(volume, SliceSum(), FilteredBackprojection, **settings, sw_batch_size=50)
     torch.testing.assert_close(by_function, by_class)
     assert isinstance(by_function, MetaTensor) and torch.equal(by_function.affine, volume.affine)
-    shorthand = TomographicInferer(**settings, reconstruction="iterative", iterations=4)(volume, SliceSum())
+    shorthand = TomographicInferer(**settings, reconstruction="iterative")(volume, SliceSum())
+    torch.testing.assert_close(
+        TomographicInferer(**settings, reconstruction=IterativeReconstruction)(volume, SliceSum()), shorthand
+    )
     factory = functools.partial(IterativeReconstruction, iterations=4)
-    torch.testing.assert_close(TomographicInferer(**settings, reconstruction=factory)(volume, SliceSum()), shorthand)
+    four_iterations = TomographicInferer(**settings, reconstruction=factory)(volume, SliceSum())
+    assert relative_error(four_iterations, shorthand) > 1e-3  # the options reach the reconstruction
     target = "monai_tonno.tomography.reconstruction.IterativeReconstruction"
     iterative = {"_target_": target, "_mode_": "callable", "iterations": 4}
     inferer = {"_target_": "monai_tonno.TomographicInferer", **settings, "reconstruction": iterative}
     parser = ConfigParser({"inferer": inferer})
-    torch.testing.assert_close(parser.get_parsed_content("inferer")(volume, SliceSum()), shorthand)
+    torch.testing.assert_close(parser.get_parsed_content("inferer")(volume, SliceSum()), four_iterations)
     both = tomographic_inference(
         volume, lambda s: {"a": SliceSum()(s), "b": 2 * SliceSum()(s)}, {"a": FilteredBackprojection, "b": factory},
         **settings,
     )  # fmt: skip
     torch.testing.assert_close(both["a"], by_class)
-    torch.testing.assert_close(both["b"], 2 * shorthand, rtol=1e-3, atol=1e-4)  # the solve is linear in the profiles
+    torch.testing.assert_close(
+        both["b"], 2 * four_iterations, rtol=1e-3, atol=1e-4
+    )  # the solve is linear in the profiles
     with pytest.raises(ValueError, match="mode='tonno'"):
         TomographicInferer(mode="averaged_cam", reconstruction=factory)

@@ -1,5 +1,7 @@
 # Copyright (c) monai_tonno contributors
 # SPDX-License-Identifier: Apache-2.0
+import functools
+
 import pytest
 import torch
 from helpers import gaussian_blobs, relative_error
@@ -70,9 +72,9 @@ class _Outputs(torch.nn.Module):
 @pytest.mark.parametrize("reconstruction", ["filtered_backprojection", "iterative"])
 def test_k_outputs_per_slice_equal_the_single_output_runs(reconstruction):
     volume = gaussian_blobs(VolumeGeometry((14, 14, 14)), BLOBS).float()[None]
-    inferer = TomographicInferer(
-        num_angles=12, num_slices=8, slice_size=14, reconstruction=reconstruction, iterations=5, tolerance=0.0
-    )
+    if reconstruction == "iterative":
+        reconstruction = functools.partial(IterativeReconstruction, iterations=5, tolerance=0.0)
+    inferer = TomographicInferer(num_angles=12, num_slices=8, slice_size=14, reconstruction=reconstruction)
     with torch.no_grad():
         together = inferer(volume, _Outputs())
         assert together.shape == (1, 3, 14, 14, 14)
@@ -85,9 +87,8 @@ def test_gradients_reach_the_network_through_the_iterative_reconstruction():
     outputs ``a R`` the loss ``<W, G>`` is linear in ``a`` and its derivative is the loss at ``a = 1``."""
     volume = gaussian_blobs(VolumeGeometry((12, 12, 12)), BLOBS).float()[None]
     network = _Outputs((0,))
-    inferer = TomographicInferer(
-        num_angles=10, num_slices=8, slice_size=12, reconstruction="iterative", iterations=4, tolerance=0.0
-    )
+    fixed_iterations = functools.partial(IterativeReconstruction, iterations=4, tolerance=0.0)
+    inferer = TomographicInferer(num_angles=10, num_slices=8, slice_size=12, reconstruction=fixed_iterations)
     weights = torch.randn(1, 1, 12, 12, 12, generator=torch.Generator().manual_seed(3))
     loss = (inferer(volume, network) * weights).sum()
     loss.backward()
@@ -100,12 +101,26 @@ def test_gradients_reach_the_network_through_the_iterative_reconstruction():
     [
         ({"reconstruction": "art"}, "reconstruction must be one of"),
         ({"reconstruction": "iterative", "mode": "averaged_cam"}, "mode='tonno'"),
+    ],
+)
+def test_bad_reconstruction_settings_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TomographicInferer(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
         ({"support": "cube"}, "support must be one of"),
         ({"sparsity": -1.0}, "sparsity"),
         ({"regularization": float("nan")}, "regularization"),
         ({"iterations": 2.5}, "iterations"),
     ],
 )
-def test_bad_reconstruction_parameters_are_named(kwargs, message):
+def test_bad_iterative_options_are_named_when_the_reconstruction_is_made(options, message):
+    """The options travel with the factory; the reconstruction checks them before any slice is scored."""
+    volume = torch.zeros(1, 1, 8, 8, 8)
+    inferer = TomographicInferer(4, 4, 8, reconstruction=functools.partial(IterativeReconstruction, **options))
+    network = SliceSum()
     with pytest.raises(ValueError, match=message):
-        TomographicInferer(**kwargs)
+        inferer(volume, network)
