@@ -16,7 +16,7 @@ import pytest
 
 from monai_tonno.bundle import resolved_config as resolve
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUNDLES = ("autopet", "mosmed", "duke")
 KINDS = ("train", "inference", "evaluate", "distill", "segment")
 OVERLAYS = ("multi_gpu_train", "multi_gpu_inference", "multi_gpu_distill")

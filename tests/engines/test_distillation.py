@@ -17,7 +17,7 @@ from monai_tonno.engines import DiceCEIgnoreLoss, pseudo_labelled, student_metho
 from monai_tonno.networks import create_segmenter, load_segmenter, load_segmenter_config, save_segmenter_config
 from monai_tonno.transforms import IGNORE_VALUE, EmptyNegatived, IgnoreBandd, otsu_threshold
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_negative_study_is_emptied_and_a_positive_one_kept():

@@ -28,7 +28,7 @@ from monai_tonno.engines import read_readiness
 from monai_tonno.networks import load_segmenter, load_segmenter_config
 from monai_tonno.transforms import Binarize, ConnectedComponents, save_threshold
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 TINY_TRAINING = {
     "network_name": "test_resnet",

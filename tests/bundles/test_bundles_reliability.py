@@ -16,7 +16,7 @@ import torch
 from test_bundle_consistency import resolved_config
 from test_bundles import TINY_INFERENCE, TINY_TRAINING, make_autopet, run_bundle
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRAINING = {**TINY_TRAINING, "max_iterations": 8, "val_every_iterations": 2}
 
 
