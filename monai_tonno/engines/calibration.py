@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from tqdm.auto import tqdm
 
 from monai_tonno.engines.readiness import read_readiness
 from monai_tonno.engines.threshold_fitting import threshold_from_peaks
-from monai_tonno.inferers import TomographicInferer, detection_peaks
+from monai_tonno.inferers import TomographicInferer, UntilConverged, detection_peaks
 from monai_tonno.metrics import separation_p_value
 from monai_tonno.transforms import save_threshold
 
@@ -101,6 +102,8 @@ def calibrate_detection_threshold(
         )
     readiness = read_readiness(model_file) if model_file is not None else None
     directions = {key: getattr(inferer, key) for key in ("num_angles", "num_slices") if hasattr(inferer, key)}
+    if isinstance(directions.get("num_angles"), UntilConverged):  # recorded as its settings
+        directions["num_angles"] = dataclasses.asdict(directions["num_angles"])
     save_threshold(output_file, threshold, "volume_balanced_accuracy", accuracy, model_file, method=method,
                    volumes=len(items), p_value=chance, readiness=readiness, **directions)  # fmt: skip
     logger.info("mask threshold %.4g (volume balanced accuracy %.2f on %d volumes, chance %.3g) -> %s", threshold,

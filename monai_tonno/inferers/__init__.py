@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Inferers of monai_tonno."""
 
+from monai_tonno.inferers.convergence import UntilConverged
 from monai_tonno.inferers.slice_cam import SliceCAMInferer
 from monai_tonno.inferers.slice_sampling import SliceSamplingInferer
 from monai_tonno.inferers.tomographic import TOMOGRAPHIC_MODES, TomographicInferer, tomographic_inference
@@ -12,6 +13,7 @@ __all__ = [
     "SliceCAMInferer",
     "SliceSamplingInferer",
     "TomographicInferer",
+    "UntilConverged",
     "ValidationInferer",
     "detection_peaks",
     "tomographic_inference",

@@ -12,6 +12,7 @@ import torch
 from monai.inferers import Inferer
 from torch import nn
 
+from monai_tonno.inferers.convergence import UntilConverged
 from monai_tonno.inferers.tomographic_inference import check_tomographic_settings, tomographic_inference
 from monai_tonno.networks.dtype import to_network_dtype
 from monai_tonno.tomography.reconstruction import (
@@ -75,7 +76,9 @@ class TomographicInferer(Inferer):
         num_angles: ``L``, the number of slice directions. Default for ToNNO: 1000 on the hemisphere, which cuts
             the planes of the paper's 2000 full-sphere directions with half the forward passes (on a trained
             classifier it segments as well as the full sphere; ``benchmarks/README.md``), or 2000 on the full
-            sphere. Default for the CAM modes: 1000.
+            sphere. Default for the CAM modes: 1000. ``"auto"`` or an
+            :class:`~monai_tonno.inferers.UntilConverged`: per volume, directions doubled until the heatmap
+            settles.
         num_slices, slice_size, fov, hemisphere, sw_batch_size, sw_device, device, progress, spacing,
             directions_per_update, shard_angles: as in :func:`tomographic_inference` (``M`` slices per direction;
             pixels per slice side; ``"inscribed"`` or ``"circumscribed"`` field of view; hemisphere or full-sphere
@@ -107,7 +110,7 @@ class TomographicInferer(Inferer):
 
     def __init__(
         self,
-        num_angles: int | None = None,
+        num_angles: int | str | UntilConverged | None = None,
         num_slices: int = 100,
         slice_size: int = 224,
         fov: str = "inscribed",
@@ -129,6 +132,12 @@ class TomographicInferer(Inferer):
             raise ValueError(f"mode must be one of {TOMOGRAPHIC_MODES}, got {mode!r}.")
         if num_angles is None:
             num_angles = (1000 if hemisphere else 2000) if mode == "tonno" else 1000
+        if isinstance(num_angles, str):
+            if num_angles != "auto":
+                raise ValueError(
+                    f"num_angles must be a number of directions, 'auto' or UntilConverged, got {num_angles!r}."
+                )
+            num_angles = UntilConverged()
         check_tomographic_settings(
             num_angles, num_slices, slice_size, sw_batch_size, directions_per_update, fov, spacing
         )
@@ -144,7 +153,7 @@ class TomographicInferer(Inferer):
             )
         if isinstance(cam_method, str) and cam_method not in CAM_METHODS:
             raise ValueError(f"cam_method must be one of {CAM_METHODS} or a callable, got {cam_method!r}.")
-        self.num_angles = int(num_angles)
+        self.num_angles = num_angles if isinstance(num_angles, UntilConverged) else int(num_angles)
         self.num_slices = int(num_slices)
         self.slice_size = int(slice_size)
         self.fov = fov

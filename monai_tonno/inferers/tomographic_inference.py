@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from monai.data import MetaTensor
 from monai.utils import convert_to_dst_type
 from tqdm.auto import tqdm
 
+from monai_tonno.inferers.convergence import UntilConverged
 from monai_tonno.tomography.geometry import (
     FOV_MODES,
     VolumeGeometry,
@@ -31,6 +33,8 @@ from monai_tonno.validation import check_device, check_int, check_volume_batch, 
 
 __all__ = ["check_tomographic_settings", "tomographic_inference"]
 
+logger = logging.getLogger(__name__)
+
 
 def _spacing_of(inputs: torch.Tensor, index: int) -> tuple[float, float, float]:
     """Voxel spacing of batch item ``index``: from the ``MetaTensor``'s affine, else 1 mm (with a warning)."""
@@ -42,10 +46,11 @@ def _spacing_of(inputs: torch.Tensor, index: int) -> tuple[float, float, float]:
 
 
 def check_tomographic_settings(
-    num_angles: int, num_slices: int, slice_size: int, sw_batch_size: int, directions_per_update: int, fov: str,
-    spacing: Sequence[float] | None,
+    num_angles: int | UntilConverged, num_slices: int, slice_size: int, sw_batch_size: int,
+    directions_per_update: int, fov: str, spacing: Sequence[float] | None,
 ) -> None:  # fmt: skip
-    check_int("num_angles (L)", num_angles, 1)
+    if not isinstance(num_angles, UntilConverged):
+        check_int("num_angles (L)", num_angles, 1)
     check_int("num_slices (M)", num_slices, 2)
     check_int("slice_size", slice_size, 2)
     check_int("sw_batch_size", sw_batch_size, 1)
@@ -60,7 +65,7 @@ def tomographic_inference(
     inputs: torch.Tensor,
     score: Callable[[torch.Tensor], Any],
     reconstructor: ReconstructorFactory | Mapping[Hashable, ReconstructorFactory],
-    num_angles: int,
+    num_angles: int | UntilConverged,
     num_slices: int,
     slice_size: int,
     fov: str = "inscribed",
@@ -96,7 +101,9 @@ def tomographic_inference(
         reconstructor: makes the reconstruction of one volume, called with the keywords ``geometry``,
             ``num_slices``, ``num_directions`` and ``device`` (a reconstructor class, or a ``functools.partial``
             of one with its options); or a mapping of such, one per output.
-        num_angles: ``L``, the number of directions.
+        num_angles: ``L``, the number of directions; or :class:`~monai_tonno.inferers.UntilConverged`: per
+            volume, Fibonacci lattices of doubling size until the heatmap settles (the directions used are logged
+            and, for a ``MetaTensor`` input, written in the outputs' metadata).
         num_slices: ``M``, slices per direction inside the field of view (two more are cut).
         slice_size: pixels per side of each slice.
         fov: ``"inscribed"`` (the paper) or ``"circumscribed"`` (corners covered)
@@ -129,10 +136,9 @@ def tomographic_inference(
     single = not isinstance(reconstructor, Mapping)
     factories = {None: reconstructor} if single else dict(reconstructor)
     scorer = (lambda slices: {None: score(slices)}) if single else score
-    directions = fibonacci_directions(int(num_angles), hemisphere)
+    levels = num_angles.levels() if isinstance(num_angles, UntilConverged) else [int(num_angles)]
     rank, world = _shard() if shard_angles else (0, 1)
-    directions = directions[rank::world]
-    volumes = []
+    volumes, used = [], []
     for index in range(len(inputs)):
         volume = inputs[index]
         volume = volume.as_tensor() if isinstance(volume, MetaTensor) else volume
@@ -140,24 +146,38 @@ def tomographic_inference(
         geometry = VolumeGeometry(tuple(volume.shape[1:]), volume_spacing, fov)
         where = torch.device(sw_device) if sw_device is not None else volume.device
         network_precision = _caller_autocast(where.type)
-        with torch.autocast(where.type, enabled=False):  # geometry and reconstruction in float32
-            reconstructors = {
-                key: factory(geometry=geometry, num_slices=int(num_slices), num_directions=int(num_angles),
-                             device=where)
-                for key, factory in factories.items()
-            }  # fmt: skip
-            _score_directions(volume.to(where).float(), geometry, directions, scorer, reconstructors,
-                              network_precision, int(num_slices), int(slice_size), int(sw_batch_size),
-                              int(directions_per_update), progress)  # fmt: skip
-            volumes.append({
-                key: (r.result_of_all_processes() if world > 1 else r.result()) for key, r in reconstructors.items()
-            })  # fmt: skip
+        volume = volume.to(where).float()
+        previous, scored = None, 0
+        for level in levels:
+            with torch.autocast(where.type, enabled=False):  # geometry and reconstruction in float32
+                reconstructors = {
+                    key: factory(geometry=geometry, num_slices=int(num_slices), num_directions=level, device=where)
+                    for key, factory in factories.items()
+                }
+                directions = fibonacci_directions(level, hemisphere)[rank::world]
+                _score_directions(volume, geometry, directions, scorer, reconstructors, network_precision,
+                                  int(num_slices), int(slice_size), int(sw_batch_size), int(directions_per_update),
+                                  progress)  # fmt: skip
+                current = {
+                    key: r.result_of_all_processes() if world > 1 else r.result() for key, r in reconstructors.items()
+                }
+            scored += level
+            if previous is not None and _settled(
+                num_angles, previous, current, index, level, scored, level == levels[-1]
+            ):
+                break
+            previous = current
+        volumes.append(current)
+        used.append((level, scored))
     results = {}
     for key in factories:
         moved = [volume.pop(key).to(output_device) for volume in volumes]  # popped: no second reference to free
         output = moved[0][None] if len(moved) == 1 else torch.stack(moved)  # one volume: a view, not a copy
         if isinstance(inputs, MetaTensor):
             output = convert_to_dst_type(output, inputs, device=output_device, dtype=output.dtype)[0]
+            if len(levels) > 1:
+                output.meta["tomographic_num_angles"] = [level for level, _ in used]
+                output.meta["tomographic_directions_scored"] = [scored for _, scored in used]
         results[key] = output
     return results[None] if single else results
 
@@ -201,6 +221,30 @@ def _score_directions(
                     pending[key] = [outputs[used:]]
                 done += complete
                 bar.update(complete)
+
+
+def _settled(
+    schedule: UntilConverged,
+    previous: Mapping[Hashable, torch.Tensor],
+    current: Mapping[Hashable, torch.Tensor],
+    index: int,
+    level: int,
+    scored: int,
+    last: bool,
+) -> bool:
+    """Whether volume ``index`` stops at ``level``; logs the outcome when it does."""
+    change = schedule.change(previous, current)
+    if change <= schedule.tolerance:
+        logger.info("volume %d: heatmap settled at L = %d (change %.3g <= %.3g from L = %d; %d directions scored)",
+                    index, level, change, schedule.tolerance, level // 2, scored)  # fmt: skip
+        return True
+    if last:
+        logger.warning(
+            "volume %d: the heatmap did not settle by L = %d (it changed by %.3g from L = %d, tolerance %.3g); it is "
+            "returned as it is: raise max_angles or the tolerance, or check the network (an untrained one never "
+            "settles).", index, level, change, level // 2, schedule.tolerance,
+        )  # fmt: skip
+    return last
 
 
 def _caller_autocast(device_type: str) -> contextlib.AbstractContextManager:

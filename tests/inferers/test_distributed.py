@@ -11,6 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from monai_tonno import SliceSum, TomographicInferer
+from monai_tonno.inferers import UntilConverged
 from monai_tonno.tomography.reconstruction import IterativeReconstruction
 
 SETTINGS = {"num_angles": 37, "num_slices": 12, "slice_size": 16, "sw_batch_size": 50}
@@ -19,6 +20,8 @@ RECONSTRUCTIONS = {
     # every rank gathers the others' profiles and solves for the whole heatmap; the same sums run in another
     # order (directions by rank) through 5 iterations: float32 rounding of a heatmap of size ~1
     "iterative": ({"reconstruction": functools.partial(IterativeReconstruction, iterations=5, tolerance=0.0)}, 2e-5),
+    # every rank sees the same all-reduced heatmaps, so all stop at the same level
+    "until_converged": ({"num_angles": UntilConverged(start=8, max_angles=128, tolerance=0.3)}, 1e-6),
 }
 
 
@@ -37,7 +40,7 @@ def worker(rank: int, port: int, queue, reconstruction: dict) -> None:
     try:
         torch.set_num_threads(1)
         with torch.no_grad():
-            heatmap = TomographicInferer(**SETTINGS, **reconstruction, shard_angles=True)(volume(), SliceSum())
+            heatmap = TomographicInferer(**{**SETTINGS, **reconstruction}, shard_angles=True)(volume(), SliceSum())
         # a numpy copy travels pickled: a tensor would travel as shared memory that dies with this process,
         # which may exit before the parent has read it
         queue.put((rank, heatmap.numpy()))
@@ -49,7 +52,7 @@ def worker(rank: int, port: int, queue, reconstruction: dict) -> None:
 def test_two_gloo_processes_equal_one(name):
     reconstruction, atol = RECONSTRUCTIONS[name]
     with torch.no_grad():
-        single = TomographicInferer(**SETTINGS, **reconstruction)(volume(), SliceSum())
+        single = TomographicInferer(**{**SETTINGS, **reconstruction})(volume(), SliceSum())
     context = mp.get_context("spawn")
     queue = context.Queue()
     port = free_port()
