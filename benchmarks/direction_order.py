@@ -61,11 +61,45 @@ def r2_hemisphere(num: int) -> torch.Tensor:
     return torch.stack([r * torch.cos(theta), y, r * torch.sin(theta)], dim=-1)
 
 
+def voronoi_weights(directions: torch.Tensor) -> torch.Tensor:
+    """Each hemisphere direction's share of the sphere: its spherical Voronoi cell plus that of ``-n``."""
+    from scipy.spatial import SphericalVoronoi
+
+    both = torch.cat([directions, -directions]).double().numpy()
+    areas = torch.as_tensor(SphericalVoronoi(both, 1.0, [0.0, 0.0, 0.0]).calculate_areas())
+    weights = areas[: len(directions)] + areas[len(directions) :]
+    return weights / weights.sum()
+
+
+def nested_lattices(error, start: int, levels: int) -> list[dict]:
+    """Lattices of ``start``, ``2 start``, ... : their union at equal and at Voronoi weights, and mixes of the
+    levels' own heatmaps weighted by ``L^p``, against the last level alone and the lattice of the union's size."""
+    sets, heatmaps, rows = [], [], []
+    for level in range(levels):
+        size = start * 2**level
+        sets.append(fibonacci_directions(size, hemisphere=True))
+        union = torch.cat(sets)
+        heatmaps.append(error(sets[-1], reconstruct=True))
+        sizes = torch.tensor([len(d) for d in sets], dtype=torch.float64)
+        mixes = {
+            f"mix L^{p}": relative_error(sum(w * h for w, h in zip(sizes**p / (sizes**p).sum(), heatmaps, strict=True)),
+                                         error.volume)
+            for p in (1, 2, 3)
+        }  # fmt: skip
+        rows.append({
+            "levels": f"{start}..{size}", "directions": len(union), "last level": error(sets[-1]),
+            "union, equal weights": error(union), "union, Voronoi weights": error(union, voronoi_weights(union)),
+            **mixes, "lattice of the union's size": error(fibonacci_directions(len(union), True)),
+        })  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num_angles", type=int, default=1000, help="L, the full set whose prefixes are measured")
     parser.add_argument("--num_slices", type=int, default=64)
     parser.add_argument("--size", type=int, default=32, help="voxels per side of the blob volume")
+    parser.add_argument("--nested", action="store_true", help="also measure unions of nested lattices")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -78,9 +112,15 @@ def main() -> None:
     def gap(directions: torch.Tensor) -> float:
         return math.degrees(float(line_angles(probes, directions).min(dim=1).values.max()))
 
-    def error(directions: torch.Tensor) -> float:
+    def error(directions: torch.Tensor, weights: torch.Tensor | None = None, reconstruct: bool = False):
+        """FBP's relative error (or, ``reconstruct``, its heatmap); ``weights`` (summing to 1) replace ``1 / L``."""
         profiles = gaussian_blobs_radon(BLOBS, directions, offsets)
-        return relative_error(filtered_backprojection(profiles, directions, points), volume)
+        if weights is not None:
+            profiles = profiles * (weights * len(directions))[:, None]
+        heatmap = filtered_backprojection(profiles, directions, points)
+        return heatmap if reconstruct else relative_error(heatmap, volume)
+
+    error.volume = volume
 
     lattice = fibonacci_directions(args.num_angles, hemisphere=True)
     orders = {
@@ -100,9 +140,15 @@ def main() -> None:
         cells = [f"{row[name]['gap_deg']:.1f} deg, {row[name]['fbp_error']:.3f}" for name in orders]
         print(f"| {length} | {row['lattice_of_l']['gap_deg']:.1f} deg, {row['lattice_of_l']['fbp_error']:.3f} | "
               + " | ".join(cells) + " |")  # fmt: skip
+    nested = []
+    if args.nested:
+        nested = nested_lattices(error, 32, 5)
+        print("\n| " + " | ".join(nested[0]) + " |\n" + "|---" * len(nested[0]) + "|")
+        for row in nested:
+            print("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"num_angles": args.num_angles, "rows": rows}, indent=1))
+        args.json.write_text(json.dumps({"num_angles": args.num_angles, "rows": rows, "nested": nested}, indent=1))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ For one volume size, L, M, slice size and network this measures:
   CPU the process's peak RSS (imported libraries included), which only grows.
 
 Mode ``tonno_linear`` is ToNNO with ``backprojection="linear"``, the path before the Fourier backprojection;
-mode ``tonno_iterative`` is ToNNO with ``reconstruction="iterative"`` (its defaults).
+mode ``tonno_iterative`` is ToNNO with ``reconstruction="iterative"`` (its defaults), ``tonno_auto`` with
+``UntilConverged(32, L)`` (``num_angles="auto"`` capped at the config's L).
 The network's frozen batch normalisation is folded into its convolutions (``--no-fold_norm`` for the plain
 network); with any faster arithmetic (folding, ``--compile``, ``--autocast``, TF32 on a GPU) ToNNO's heatmap is
 also compared with the plain network's in strict float32 (``--skip_accuracy`` to leave that out).
@@ -40,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from monai_tonno import TomographicInferer
+from monai_tonno.inferers import UntilConverged
 from monai_tonno.networks import create_slice_classifier, fold_batch_norm
 from monai_tonno.tomography.fourier_backprojection import FourierBackprojection
 from monai_tonno.tomography.geometry import VolumeGeometry, fibonacci_directions, orthonormal_frames
@@ -157,7 +159,7 @@ def main() -> None:
     parser.add_argument("--sw_batch_size", type=int, default=64)
     parser.add_argument(
         "--modes", nargs="+", default=["tonno", "tonno_linear", "averaged_cam", "tomographic_cam"],
-        choices=["tonno", "tonno_linear", "tonno_iterative", "averaged_cam", "tomographic_cam"],
+        choices=["tonno", "tonno_linear", "tonno_iterative", "tonno_auto", "averaged_cam", "tomographic_cam"],
     )  # fmt: skip
     parser.add_argument("--angles", type=int, default=None, help="override L (e.g. to time a share of the work)")
     parser.add_argument("--hemisphere", action="store_true", help="directions on a hemisphere")
@@ -269,7 +271,8 @@ def main() -> None:
     runs: dict[str, list[float]] = {}
     in_run: dict[str, list[float]] = {mode: [] for mode in args.modes}  # total / network's (CAM's) time in it
     for _ in range(args.repeats):
-        for floor_name, floor, group in (("floor_forward", floor_forward, ("tonno", "tonno_linear", "tonno_iterative")),
+        for floor_name, floor, group in (("floor_forward", floor_forward, ("tonno", "tonno_linear", "tonno_iterative",
+                                                                          "tonno_auto")),
                                          ("floor_forward_backward", floor_forward_backward,
                                           ("averaged_cam", "tomographic_cam"))):  # fmt: skip
             modes = [mode for mode in args.modes if mode in group]
@@ -280,9 +283,12 @@ def main() -> None:
                 # the network (ToNNO) or the floor's CAM (forward + backward + maps, what the inferer's default
                 # ``SliceCAM(network, "layer2")`` does), timed within the run
                 clock = Clocked(network if mode.startswith("tonno") else cam, device)
+                # "auto": levels 32, 64, ... up to L; its ratio to the network's time in the same run counts the
+                # extra reconstruction and comparison of every level it scored
+                num_angles = UntilConverged(32, config["num_angles"]) if mode == "tonno_auto" else config["num_angles"]
                 inferer = TomographicInferer(
-                    config["num_angles"], config["num_slices"], config["slice_size"], hemisphere=args.hemisphere,
-                    mode=mode.removesuffix("_linear").removesuffix("_iterative"),
+                    num_angles, config["num_slices"], config["slice_size"], hemisphere=args.hemisphere,
+                    mode=mode.split("_")[0] if mode.startswith("tonno") else mode,
                     cam_method=lambda _, slices, clock=clock: clock(slices), sw_batch_size=args.sw_batch_size,
                     reconstruction=RECONSTRUCTION_OF_MODE.get(mode, "filtered_backprojection"),
                 )  # fmt: skip

@@ -469,7 +469,10 @@ def test_mosmed_bundle_every_config(tmp_path):
     assert_calibration_ran(trained, tmp_path / "out" / "models")  # on CT-0 and CT-1 studies
     config = json.loads((tmp_path / "out" / "models" / "network.json").read_text())
     assert config["preprocessing"]["pixdim"] == [3.0, 3.0, 3.0] and config["network"]["in_channels"] == 1
-    run_bundle("mosmed", ["inference.json"], "inference", {**common, **TINY_INFERENCE})
+    auto = {**common, **TINY_INFERENCE, "num_angles": "$monai_tonno.inferers.UntilConverged(4, 16, 0.5)"}
+    inferred = run_bundle("mosmed", ["inference.json"], "inference", auto)
+    logged = inferred.stdout + inferred.stderr
+    assert logged.count("settled at L =") + logged.count("did not settle by L = 16") == 5, logged[-3000:]
     heatmaps = sorted((tmp_path / "out" / "predictions").rglob("*_heatmap.nii.gz"))
     assert len(heatmaps) == 5 and all(nib.load(str(h)).shape[:3] == (20, 20, 8) for h in heatmaps)
     source = nib.load(str(tmp_path / "mosmed data" / "studies" / "CT-1" / "study_0255.nii.gz"))
