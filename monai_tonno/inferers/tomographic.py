@@ -126,8 +126,10 @@ class TomographicInferer(Inferer):
         directions_per_update: int = 8,
         shard_angles: bool = False,
         reconstruction: str | ReconstructorFactory = "filtered_backprojection",
+        **moved: Any,
     ) -> None:
         super().__init__()
+        _refuse_moved_options(moved)
         if mode not in TOMOGRAPHIC_MODES:
             raise ValueError(f"mode must be one of {TOMOGRAPHIC_MODES}, got {mode!r}.")
         if num_angles is None:
@@ -253,6 +255,26 @@ class TomographicInferer(Inferer):
         if not isinstance(network, nn.Module):
             raise TypeError(f"the CAM modes need an nn.Module network, got {type(network).__name__}.")
         return SliceCAM(network, self.cam_layer, self.cam_method)
+
+
+_ITERATIVE_OPTIONS = ("iterations", "tolerance", "regularization", "sparsity", "nonnegative", "support")
+
+
+def _refuse_moved_options(moved: dict[str, Any]) -> None:
+    """Name the new home of an option the inferer took before the reconstructions carried their own."""
+    for name, value in moved.items():
+        if name in _ITERATIVE_OPTIONS:
+            fix = f"reconstruction=functools.partial(IterativeReconstruction, {name}={value!r})"
+        elif name == "backprojection":
+            fix = f"reconstruction=functools.partial(FilteredBackprojection, backprojection={value!r})"
+        elif name == "backprojection_chunk":
+            fix = f"directions_per_update={value!r}"
+        else:
+            raise TypeError(f"TomographicInferer got an unexpected keyword argument {name!r}.")
+        raise TypeError(
+            f"TomographicInferer no longer takes {name}=; a reconstruction's options go with it: pass {fix} "
+            "(from monai_tonno.tomography.reconstruction)."
+        )
 
 
 def _logits(network: Callable[..., Any], slices: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:

@@ -1,6 +1,7 @@
 # Copyright (c) monai_tonno contributors
 # SPDX-License-Identifier: Apache-2.0
 import functools
+import re
 
 import pytest
 import torch
@@ -256,3 +257,17 @@ def test_the_inferer_is_a_thin_wrapper_of_tomographic_inference():
     )  # the solve is linear in the profiles
     with pytest.raises(ValueError, match="mode='tonno'"):
         TomographicInferer(mode="averaged_cam", reconstruction=factory)
+
+
+@pytest.mark.parametrize(
+    ("moved", "fix"),
+    [
+        ({"iterations": 50}, "functools.partial(IterativeReconstruction, iterations=50)"),
+        ({"backprojection": "linear"}, "functools.partial(FilteredBackprojection, backprojection='linear')"),
+        ({"backprojection_chunk": 4}, "directions_per_update=4"),
+        ({"num_angels": 10}, "unexpected keyword argument 'num_angels'"),
+    ],
+)
+def test_an_option_that_moved_to_the_reconstruction_names_its_new_home(moved, fix):
+    with pytest.raises(TypeError, match=re.escape(fix)):
+        TomographicInferer(**moved)
