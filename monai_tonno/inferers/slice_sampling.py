@@ -14,7 +14,7 @@ from monai.utils import deprecated_arg
 
 from monai_tonno._version import __version__
 from monai_tonno.networks.dtype import to_network_dtype
-from monai_tonno.transforms.array import RandObliqueSlice
+from monai_tonno.transforms.slicing.array import RandObliqueSlice
 from monai_tonno.validation import check_int
 
 __all__ = ["SliceSamplingInferer"]

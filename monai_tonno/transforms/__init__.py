@@ -1,21 +1,24 @@
 # Copyright (c) monai_tonno contributors
 # SPDX-License-Identifier: Apache-2.0
-"""MONAI transforms of monai_tonno: oblique slicing, heatmap postprocessing, the body mask, pseudo-labels."""
+"""MONAI transforms of monai_tonno, by family as MONAI's own (each an ``array.py`` and a ``dictionary.py``):
+``slicing`` (oblique slices), ``post`` (binarisation, connected components), ``body`` (the body mask); and the
+pseudo-label transforms of distillation and the threshold file."""
 
 import importlib
 import warnings
 
-from monai_tonno.transforms.array import ObliqueSlice, RandObliqueSlice
 from monai_tonno.transforms.body import BodyMask, RestrictToBodyd, body_mask
-from monai_tonno.transforms.dictionary import Binarized, ConnectedComponentsd, ObliqueSliced, RandObliqueSliced
-from monai_tonno.transforms.postprocess import (
+from monai_tonno.transforms.post import (
     BINARIZE_STRATEGIES,
     Binarize,
+    Binarized,
     ConnectedComponents,
+    ConnectedComponentsd,
     detection_peak,
     otsu_threshold,
 )
 from monai_tonno.transforms.pseudo_label import IGNORE_VALUE, EmptyNegatived, IgnoreBandd
+from monai_tonno.transforms.slicing import ObliqueSlice, ObliqueSliced, RandObliqueSlice, RandObliqueSliced
 from monai_tonno.transforms.threshold_file import load_threshold, save_threshold
 
 __all__ = [

@@ -19,7 +19,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 from monai.utils import TransformBackends
 
-from monai_tonno.transforms.postprocess import otsu_threshold
+from monai_tonno.transforms.post.array import otsu_threshold
 
 __all__ = ["IGNORE_VALUE", "EmptyNegatived", "IgnoreBandd", "volume_label"]
 
