@@ -50,7 +50,8 @@ def level_heatmaps(args: argparse.Namespace, levels: list[int]) -> list[dict]:
     slice_size = parser.get_parsed_content("slice_size")
     body_channel = parser.get_parsed_content("body_channel")
     body_threshold = parser.get_parsed_content("body_threshold")
-    args.detection_threshold = load_threshold(parser.get_parsed_content("threshold_file"))
+    threshold_file = Path(parser.get_parsed_content("ckpt_path")).parent / "threshold.json"  # training writes it there
+    args.detection_threshold = load_threshold(threshold_file) if threshold_file.is_file() else None
     records = []
     for index in tqdm(range(min(args.num_volumes, len(dataset))), desc="volumes"):
         item = dataset[index]
@@ -121,10 +122,14 @@ def main() -> None:
                      "directions": chosen,
                      **scored([r["heatmaps"][level] * r["body"] for r, level in zip(records, chosen, strict=True)],
                               masks)})  # fmt: skip
-    # the masks inference writes: hysteresis seeded at the calibrated detection threshold, inside the body
-    hysteresis = Binarize(strategy="hysteresis", value=args.detection_threshold)
+    # the masks inference writes, inside the body: hysteresis seeded at the calibrated detection threshold, or
+    # Otsu's threshold per study when training calibrated none
+    if args.detection_threshold is None:
+        binarize = Binarize(strategy="otsu")
+    else:
+        binarize = Binarize(strategy="hysteresis", value=args.detection_threshold)
     for record in records:
-        record["masks"] = {level: hysteresis(torch.from_numpy(record["heatmaps"][level] * record["body"])[None])[0]
+        record["masks"] = {level: binarize(torch.from_numpy(record["heatmaps"][level] * record["body"])[None])[0]
                            .numpy().astype(bool) for level in levels}  # fmt: skip
     changes = []
     for coarse, fine in zip(levels, levels[1:], strict=False):
@@ -134,7 +139,7 @@ def main() -> None:
         changes.append({"levels": [coarse, fine], "volume": [min(whole), max(whole)], "body": [min(body), max(body)],
                         "mask_jaccard": masks_moved})  # fmt: skip
     print("| levels | heatmap change over the volume (the rule's), min - max | inside the body, min - max | "
-          "hysteresis masks' Jaccard distance, per study |")  # fmt: skip
+          "the written masks' Jaccard distance, per study |")  # fmt: skip
     print("|---|---|---|---|")
     for row in changes:
         moved = " ".join(f"{j:.2f}" for j in row["mask_jaccard"])
