@@ -90,12 +90,6 @@ class TomographicInferer(Inferer):
             (MONAI's); or a callable ``(network, slices) -> maps``
             returning ``(N, h, w)`` maps (e.g. average pooling, for the paper's Figure 4).
         cam_layer: the layer of the CAM modes (``"layer1"`` .. ``"layer4"`` for timm ResNets).
-        directions_per_update: whole directions scored before the reconstruction takes them; bounds the memory
-            of the scores held.
-        shard_angles: in a ``torch.distributed`` run (e.g. under ``torchrun``), each rank cuts and scores only
-            every ``world_size``-th direction and the reconstructions combine the shares (filtered
-            backprojection sums the partial heatmaps, the iterative reconstruction gathers the profiles and solves
-            on every rank); every rank returns the whole heatmap. Ignored when no process group is initialised.
         reconstruction: ToNNO's profiles to a volume: a reconstructor factory (a
             :class:`~monai_tonno.tomography.reconstruction.Reconstructor` class or a ``functools.partial`` of one
             with its options, e.g. ``functools.partial(IterativeReconstruction, iterations=50)``; in a bundle
@@ -103,6 +97,8 @@ class TomographicInferer(Inferer):
             ``"filtered_backprojection"`` (the paper, Fourier backprojection) or ``"iterative"`` (the heatmap that
             best explains the profiles under a prior: fewer directions, fewer streaks). The CAM modes use
             :class:`~monai_tonno.tomography.reconstruction.StackBackprojection`.
+        moved: refused with the new home of options the inferer took before (``iterations=`` and the other
+            iterative options, ``backprojection=``, ``backprojection_chunk=``).
 
     A network with ``K`` outputs per slice (``(N, K)`` logits: several classes, regression targets, the features
     of an encoder) gives a ``(B, K, X, Y, Z)`` ToNNO heatmap, channel ``k`` the heatmap of output ``k`` alone.
