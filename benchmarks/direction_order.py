@@ -71,7 +71,7 @@ def voronoi_weights(directions: torch.Tensor) -> torch.Tensor:
     return weights / weights.sum()
 
 
-def nested_lattices(error, start: int, levels: int) -> list[dict]:
+def nested_lattices(error, volume: torch.Tensor, start: int, levels: int) -> list[dict]:
     """Lattices of ``start``, ``2 start``, ... : their union at equal and at Voronoi weights, and mixes of the
     levels' own heatmaps weighted by ``L^p``, against the last level alone and the lattice of the union's size."""
     sets, heatmaps, rows = [], [], []
@@ -83,7 +83,7 @@ def nested_lattices(error, start: int, levels: int) -> list[dict]:
         sizes = torch.tensor([len(d) for d in sets], dtype=torch.float64)
         mixes = {
             f"mix L^{p}": relative_error(sum(w * h for w, h in zip(sizes**p / (sizes**p).sum(), heatmaps, strict=True)),
-                                         error.volume)
+                                         volume)
             for p in (1, 2, 3)
         }  # fmt: skip
         rows.append({
@@ -120,8 +120,6 @@ def main() -> None:
         heatmap = filtered_backprojection(profiles, directions, points)
         return heatmap if reconstruct else relative_error(heatmap, volume)
 
-    error.volume = volume
-
     lattice = fibonacci_directions(args.num_angles, hemisphere=True)
     orders = {
         "lattice order": lattice,
@@ -142,7 +140,7 @@ def main() -> None:
               + " | ".join(cells) + " |")  # fmt: skip
     nested = []
     if args.nested:
-        nested = nested_lattices(error, 32, 5)
+        nested = nested_lattices(error, volume, 32, 5)
         print("\n| " + " | ".join(nested[0]) + " |\n" + "|---" * len(nested[0]) + "|")
         for row in nested:
             print("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")

@@ -166,9 +166,7 @@ class TomographicInferer(Inferer):
         self.cam_layer = cam_layer
         self.directions_per_update = int(directions_per_update)
         self.shard_angles = bool(shard_angles)
-        self.reconstruction = (
-            RECONSTRUCTIONS.get(reconstruction, reconstruction) if isinstance(reconstruction, str) else reconstruction
-        )
+        self.reconstruction = RECONSTRUCTIONS[reconstruction] if isinstance(reconstruction, str) else reconstruction
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
         """Reconstruct the heatmap of every volume in the batch (:func:`tomographic_inference` with this

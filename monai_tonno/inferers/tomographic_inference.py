@@ -175,7 +175,7 @@ def tomographic_inference(
         output = moved[0][None] if len(moved) == 1 else torch.stack(moved)  # one volume: a view, not a copy
         if isinstance(inputs, MetaTensor):
             output = convert_to_dst_type(output, inputs, device=output_device, dtype=output.dtype)[0]
-            if len(levels) > 1:
+            if isinstance(num_angles, UntilConverged):
                 output.meta["tomographic_num_angles"] = [level for level, _ in used]
                 output.meta["tomographic_directions_scored"] = [scored for _, scored in used]
         results[key] = output

@@ -29,7 +29,7 @@ def first_settled_level(volume: torch.Tensor, schedule: UntilConverged) -> int:
     """The level the rule picks, found from fixed-L runs: the first whose change from the one before is small."""
     heatmaps = {level: TomographicInferer(level, **SETTINGS)(volume, SliceSum()) for level in schedule.levels()}
     for coarse, fine in zip(schedule.levels(), schedule.levels()[1:], strict=False):
-        if relative_error(heatmaps[fine], heatmaps[coarse]) <= schedule.tolerance:
+        if relative_error(heatmaps[coarse], heatmaps[fine]) <= schedule.tolerance:  # |fine - coarse| / |fine|
             return fine
     return schedule.levels()[-1]
 

@@ -1,6 +1,6 @@
 # Copyright (c) monai_tonno contributors
 # SPDX-License-Identifier: Apache-2.0
-"""The body from a CT channel, and heatmaps restricted to it: what any reader of a PET/CT heatmap would do."""
+"""The body from a CT channel: where any reader of a PET/CT heatmap would look (``RestrictToBodyd`` applies it)."""
 
 from __future__ import annotations
 
