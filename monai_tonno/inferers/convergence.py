@@ -12,7 +12,7 @@ import torch
 
 from monai_tonno.validation import check_int
 
-__all__ = ["UntilConverged"]
+__all__ = ["UntilConverged", "angle_schedule"]
 
 
 @dataclass(frozen=True)
@@ -66,3 +66,17 @@ class UntilConverged:
 
     def converged(self, previous: Mapping[Hashable, torch.Tensor], current: Mapping[Hashable, torch.Tensor]) -> bool:
         return self.change(previous, current) <= self.tolerance
+
+
+def angle_schedule(num_angles: int | str | UntilConverged) -> int | UntilConverged:
+    """``num_angles`` as the inferer uses it: a number of directions, or ``"auto"`` as :class:`UntilConverged`."""
+    if isinstance(num_angles, str):
+        if num_angles != "auto":
+            raise ValueError(
+                f"num_angles must be a number of directions, 'auto' or UntilConverged, got {num_angles!r}."
+            )
+        return UntilConverged()
+    if isinstance(num_angles, UntilConverged):
+        return num_angles
+    check_int("num_angles (L)", num_angles, 1)
+    return int(num_angles)

@@ -19,7 +19,8 @@ from monai.data import MetaTensor
 from monai.utils import convert_to_dst_type
 from tqdm.auto import tqdm
 
-from monai_tonno.inferers.convergence import UntilConverged
+from monai_tonno.inferers.convergence import UntilConverged, angle_schedule
+from monai_tonno.networks.dtype import to_network_dtype
 from monai_tonno.tomography.geometry import (
     FOV_MODES,
     VolumeGeometry,
@@ -31,7 +32,7 @@ from monai_tonno.tomography.radon import profile_offsets, profile_slices
 from monai_tonno.tomography.reconstruction import Reconstructor, ReconstructorFactory
 from monai_tonno.validation import check_device, check_int, check_volume_batch, warn_default_spacing
 
-__all__ = ["check_tomographic_settings", "tomographic_inference"]
+__all__ = ["check_tomographic_settings", "slice_logits", "tomographic_inference"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +47,10 @@ def _spacing_of(inputs: torch.Tensor, index: int) -> tuple[float, float, float]:
 
 
 def check_tomographic_settings(
-    num_angles: int | UntilConverged, num_slices: int, slice_size: int, sw_batch_size: int,
-    directions_per_update: int, fov: str, spacing: Sequence[float] | None,
+    num_slices: int, slice_size: int, sw_batch_size: int, directions_per_update: int, fov: str,
+    spacing: Sequence[float] | None,
 ) -> None:  # fmt: skip
-    if not isinstance(num_angles, UntilConverged):
-        check_int("num_angles (L)", num_angles, 1)
+    """Refuse settings shared by the function and the inferer that are not what they must be, naming the value."""
     check_int("num_slices (M)", num_slices, 2)
     check_int("slice_size", slice_size, 2)
     check_int("sw_batch_size", sw_batch_size, 1)
@@ -65,7 +65,7 @@ def tomographic_inference(
     inputs: torch.Tensor,
     score: Callable[[torch.Tensor], Any],
     reconstructor: ReconstructorFactory | Mapping[Hashable, ReconstructorFactory],
-    num_angles: int | UntilConverged,
+    num_angles: int | str | UntilConverged,
     num_slices: int,
     slice_size: int,
     fov: str = "inscribed",
@@ -86,7 +86,15 @@ def tomographic_inference(
     (:func:`~monai_tonno.tomography.radon.profile_slices`), scored ``sw_batch_size`` at a time, and handed in
     whole directions to a :class:`~monai_tonno.tomography.reconstruction.Reconstructor` made by ``reconstructor``
     for each volume. Slicing and reconstruction run in float32; an enclosing ``torch.autocast`` reaches ``score``
-    only.
+    only (reduced precision costs accuracy here: the second difference amplifies the logits' rounding,
+    ``benchmarks/network_precision.py``).
+
+    Under ``torch.no_grad()`` memory grows with ``num_angles`` only by the scores held for the reconstruction
+    (``L (M + 2) K`` numbers for ToNNO; CAM stacks are backprojected as they come), since each batch's
+    activations are freed once it is scored; with gradients enabled autograd keeps every slice's activations, so
+    memory grows with ``L (M + 2)``. Nearly all the time is the network's: fold its frozen batch normalisation
+    (:func:`~monai_tonno.networks.fold_batch_norm`), use ``channels_last``, and on a GPU compile it with a larger
+    ``sw_batch_size``.
 
     Example::
 
@@ -101,9 +109,10 @@ def tomographic_inference(
         reconstructor: makes the reconstruction of one volume, called with the keywords ``geometry``,
             ``num_slices``, ``num_directions`` and ``device`` (a reconstructor class, or a ``functools.partial``
             of one with its options); or a mapping of such, one per output.
-        num_angles: ``L``, the number of directions; or :class:`~monai_tonno.inferers.UntilConverged`: per
-            volume, Fibonacci lattices of doubling size until the heatmap settles (the directions used are logged
-            and, for a ``MetaTensor`` input, written in the outputs' metadata).
+        num_angles: ``L``, the number of directions; or ``"auto"`` or
+            :class:`~monai_tonno.inferers.UntilConverged`: per volume, Fibonacci lattices of doubling size until
+            the heatmap settles (the directions used are logged and, for a ``MetaTensor`` input, written in the
+            outputs' metadata).
         num_slices: ``M``, slices per direction inside the field of view (two more are cut).
         slice_size: pixels per side of each slice.
         fov: ``"inscribed"`` (the paper) or ``"circumscribed"`` (corners covered)
@@ -130,7 +139,8 @@ def tomographic_inference(
         ``(B, K, X, Y, Z)`` float volumes, or a dict of them, one per key of ``reconstructor``.
     """
     check_volume_batch(inputs)
-    check_tomographic_settings(num_angles, num_slices, slice_size, sw_batch_size, directions_per_update, fov, spacing)
+    num_angles = angle_schedule(num_angles)
+    check_tomographic_settings(num_slices, slice_size, sw_batch_size, directions_per_update, fov, spacing)
     sw_device = check_device("sw_device", sw_device)
     output_device = torch.device(check_device("device", device) or inputs.device)
     single = not isinstance(reconstructor, Mapping)
@@ -180,6 +190,23 @@ def tomographic_inference(
                 output.meta["tomographic_directions_scored"] = [scored for _, scored in used]
         results[key] = output
     return results[None] if single else results
+
+
+def slice_logits(network: Callable[..., Any], slices: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """ToNNO's scores: the network's ``(N, K)`` outputs for ``N`` slices (``K = 1`` for ``(N,)``), checked.
+
+    ``functools.partial(slice_logits, network)`` is the ``score`` of :func:`tomographic_inference` for ToNNO.
+    """
+    logits = network(to_network_dtype(network, slices), *args, **kwargs)
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"the network must return a tensor of logits, got {type(logits).__name__}.")
+    count = slices.shape[0]
+    if logits.ndim not in (1, 2) or logits.shape[0] != count or logits.shape[-1] < 1:
+        raise ValueError(
+            f"the network must return its outputs per slice, shape ({count},) or ({count}, K) for {count} slices, "
+            f"got shape {tuple(logits.shape)}."
+        )
+    return logits.reshape(count, -1).float()
 
 
 def _score_directions(

@@ -11,6 +11,7 @@ from monai.data import MetaTensor
 
 from monai_tonno import SliceSum, TomographicInferer
 from monai_tonno.inferers import UntilConverged, tomographic_inference
+from monai_tonno.inferers.convergence import angle_schedule
 from monai_tonno.tomography.geometry import VolumeGeometry
 from monai_tonno.tomography.reconstruction import FilteredBackprojection
 
@@ -50,6 +51,7 @@ def test_each_volume_stops_at_its_first_settled_level_with_that_levels_heatmap()
 
 def test_auto_is_the_default_schedule_and_an_unsettled_volume_is_named(caplog):
     assert TomographicInferer("auto", **SETTINGS).num_angles == UntilConverged()
+    assert angle_schedule("auto") == UntilConverged() and angle_schedule(12) == 12
     tight = UntilConverged(start=8, max_angles=16, tolerance=1e-6)
     with caplog.at_level(logging.WARNING, logger="monai_tonno"):
         heatmap = TomographicInferer(tight, **SETTINGS)(volumes()[1:], SliceSum())
@@ -80,6 +82,8 @@ def test_several_outputs_stop_together_when_all_have_settled():
         (lambda: UntilConverged(tolerance=0.0), "tolerance must be a positive"),
         (lambda: UntilConverged(tolerance=float("nan")), "tolerance must be a positive"),
         (lambda: TomographicInferer("many"), "'auto' or UntilConverged"),
+        (lambda: TomographicInferer(0), "num_angles"),
+        (lambda: tomographic_inference(volumes(), SliceSum(), FilteredBackprojection, "many", 4, 8), "'auto' or"),
     ],
 )
 def test_bad_schedules_are_named(make, message):

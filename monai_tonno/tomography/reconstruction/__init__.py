@@ -16,6 +16,7 @@ from monai_tonno.tomography.reconstruction.stacks import StackBackprojection
 
 __all__ = [
     "BACKPROJECTIONS",
+    "RECONSTRUCTIONS",
     "SUPPORTS",
     "FilteredBackprojection",
     "Frames",
@@ -24,4 +25,22 @@ __all__ = [
     "ReconstructorFactory",
     "StackBackprojection",
     "check_iterative_options",
+    "reconstructor_factory",
 ]
+
+RECONSTRUCTIONS: dict[str, ReconstructorFactory] = {
+    "filtered_backprojection": FilteredBackprojection,
+    "iterative": IterativeReconstruction,
+}
+
+
+def reconstructor_factory(reconstruction: str | ReconstructorFactory) -> ReconstructorFactory:
+    """A reconstructor factory as given, or the one a shorthand of :data:`RECONSTRUCTIONS` names (its defaults)."""
+    if callable(reconstruction):
+        return reconstruction
+    if reconstruction not in RECONSTRUCTIONS:
+        raise ValueError(
+            f"reconstruction must be one of {tuple(RECONSTRUCTIONS)} or a reconstructor factory "
+            f"(a Reconstructor class or a functools.partial of one), got {reconstruction!r}."
+        )
+    return RECONSTRUCTIONS[reconstruction]
