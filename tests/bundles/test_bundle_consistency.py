@@ -130,6 +130,31 @@ def test_inference_resamples_as_training_did(bundle):
         assert resolved_config(bundle, kind)["preprocessing"]["transforms"] == train, f"{bundle}/{kind}.json"
 
 
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_evaluation_reads_its_images_as_training_did(bundle):
+    """Evaluation loads the masks too, so it spells its preprocessing out; the image's steps must be training's."""
+    train = [t for t in resolved_config(bundle, "train")["preprocessing_transforms"] if t["_target_"] != "DeleteItemsd"]
+    evaluate = resolved_config(bundle, "evaluate")["preprocessing"]["transforms"]
+    assert [t["_target_"] for t in evaluate] == [t["_target_"] for t in train], f"{bundle}/evaluate.json"
+    for seen, trained in zip(evaluate, train, strict=True):
+        assert "image" in _keys(seen) and set(_keys(seen)) <= {"image", "mask"}, f"{bundle}/evaluate.json: {seen}"
+        for arg in set(trained) - {"keys", "pixdim"}:  # the pixdim is the checkpoint's (checked above)
+            seen_value, value = _for_image(seen, arg), _for_image(trained, arg)
+            assert seen_value == value, f"{bundle}/evaluate.json: {seen['_target_']}.{arg} {seen_value!r} != {value!r}"
+
+
+def _keys(transform: dict) -> list:
+    return [transform["keys"]] if isinstance(transform["keys"], str) else list(transform["keys"])
+
+
+def _for_image(transform: dict, arg: str):
+    """A transform's argument as the image gets it (``mode`` may be one per key)."""
+    value = transform.get(arg)
+    if arg == "mode" and isinstance(value, list):
+        return value[_keys(transform).index("image")]
+    return value
+
+
 def test_resolving_a_config_that_does_not_exist_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="no_such.json.*bundle config file"):
         resolve(tmp_path / "no_such.json", ROOT)
