@@ -16,18 +16,25 @@ import torch
 from scipy import ndimage
 
 from monai_tonno.metrics.classification import balanced_accuracy
-from monai_tonno.metrics.lesion import STRUCTURE_26, counts_from_labels, dice, precision_recall_f1
+from monai_tonno.metrics.lesion import (
+    STRUCTURE_26,
+    counts_from_labels,
+    dice,
+    msseg_counts_from_labels,
+    precision_recall_f1,
+)
 from monai_tonno.transforms import ConnectedComponents, detection_peak
 
 __all__ = ["FIT_SCORES", "fit_detection_threshold", "fit_threshold", "threshold_from_peaks"]
 
-FIT_SCORES = ("dice", "f1")
+FIT_SCORES = ("dice", "f1", "f1_msseg")
 
 
 def _score(
     heatmap: np.ndarray, truth: tuple[np.ndarray, int], threshold: float, score: str, components: ConnectedComponents
 ) -> float:
-    """Dice or lesion F1 of ``heatmap > threshold`` after ``components`` (which drops the small ones).
+    """Dice or lesion F1 (overlap or MSSEG rule) of ``heatmap > threshold`` after ``components`` (which drops the
+    small ones).
 
     The truth comes labelled once, ``(labels, count)``, since it is scored against many thresholds.
     """
@@ -35,6 +42,8 @@ def _score(
     truth_labels, truth_count = truth
     if score == "dice":
         return dice(labels > 0, truth_labels > 0)
+    if score == "f1_msseg":
+        return precision_recall_f1(msseg_counts_from_labels(labels, truth_labels))[2]
     return precision_recall_f1(counts_from_labels(labels, truth_labels, truth_count))[2]
 
 
@@ -55,7 +64,7 @@ def fit_threshold(
     Args:
         heatmaps: ``(X, Y, Z)`` (or ``(1, X, Y, Z)``) heatmaps of the fitting volumes.
         masks: their ground-truth masks.
-        score: ``"dice"`` or ``"f1"``.
+        score: ``"dice"``, ``"f1"`` (the overlap rule) or ``"f1_msseg"`` (the MSSEG-2016 detection rule).
         num_candidates: thresholds tried in each of the two searches.
         min_size: smallest component kept, in voxels.
         polarity: ``"negative"`` flips the heatmaps' sign first.

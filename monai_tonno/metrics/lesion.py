@@ -14,6 +14,13 @@ Conventions (paper Section 4.4, written down here because the paper's appendix i
 - MaxIoU is the IoU between the ground-truth box and the bounding box of the predicted component that overlaps
   it best (0 when no component);
 - a volume is called positive when any predicted component survives postprocessing.
+
+The overlap rule lets one component that covers a whole organ "detect" every lesion in it. The stricter
+detection rule of the MSSEG-2016 evaluation (Commowick et al., *Objective evaluation of multiple sclerosis lesion
+segmentation using a data management and processing infrastructure*, Sci. Rep. 2018) is
+:func:`msseg_counts_from_labels`: a lesion is detected when the predicted components cover more than ``alpha``
+of it and those that make up the first ``gamma`` of that cover each lie at most ``beta`` outside every lesion;
+a predicted component is a true positive by the same rule with the roles swapped.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ __all__ = [
     "dice",
     "lesion_counts",
     "max_iou",
+    "msseg_counts_from_labels",
     "precision_recall_f1",
 ]
 
@@ -103,6 +111,54 @@ def counts_from_labels(pred_labels: np.ndarray, truth_labels: np.ndarray, num_tr
         ground_truth=int(num_truth),
         detected=len(np.unique(truth_labels[overlap])),
     )
+
+
+def msseg_counts_from_labels(
+    pred_labels: np.ndarray,
+    truth_labels: np.ndarray,
+    alpha: float = 0.1,
+    beta: float = 0.65,
+    gamma: float = 0.7,
+) -> LesionCounts:
+    """Component counts under the MSSEG-2016 detection rule (see the module's docstring), from label maps.
+
+    Args:
+        pred_labels: predicted components (label 0 is background; labels need not be consecutive).
+        truth_labels: ground-truth components, labelled the same way.
+        alpha: the share of a component that the other side must cover for it to count.
+        beta: the largest share of a covering component that may lie outside the other side's components.
+        gamma: the share of the cover, taken from the largest overlaps down, whose components are checked.
+    """
+    pred, truth = _consecutive(pred_labels), _consecutive(truth_labels)
+    num_pred, num_truth = int(pred.max(initial=0)), int(truth.max(initial=0))
+    table = np.bincount(truth * (num_pred + 1) + pred, minlength=(num_truth + 1) * (num_pred + 1))
+    table = table.reshape(num_truth + 1, num_pred + 1).astype(np.float64)  # [truth label, predicted label]
+    detected = _msseg_found(table, alpha, beta, gamma)
+    true_positive = _msseg_found(table.T, alpha, beta, gamma)
+    return LesionCounts(predicted=num_pred, true_positive=true_positive, ground_truth=num_truth, detected=detected)
+
+
+def _consecutive(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered 1..K in order, background (0) kept 0, flattened."""
+    values, inverse = np.unique(labels, return_inverse=True)
+    return inverse.reshape(-1) + (0 if values.size and values[0] == 0 else 1)
+
+
+def _msseg_found(table: np.ndarray, alpha: float, beta: float, gamma: float) -> int:
+    """How many components of the rows' side the columns' side finds (row and column 0 are background)."""
+    sizes_of_columns = table.sum(0)
+    outside = np.divide(table[0], sizes_of_columns, out=np.zeros_like(sizes_of_columns), where=sizes_of_columns > 0)
+    found = 0
+    for row in table[1:]:
+        covered = row[1:].sum()
+        if covered <= alpha * row.sum():
+            continue
+        order = 1 + np.argsort(-row[1:], kind="stable")
+        order = order[row[order] > 0]
+        shares = np.cumsum(row[order]) / covered
+        checked = order[: int(np.searchsorted(shares, gamma, side="right")) + 1]  # up to the first past gamma
+        found += bool((outside[checked] <= beta).all())
+    return found
 
 
 def precision_recall_f1(counts: LesionCounts) -> tuple[float, float, float]:
@@ -178,8 +234,9 @@ class LesionDetectionMetric(_PerVolumeMetric):
     precision, recall and F1, from counts pooled over all volumes (``reduction="pooled"``).
 
     ``aggregate()`` returns ``{"precision", "recall", "f1", "dice"}`` by ``reduction``, and whatever the reduction
-    ``"f1_pooled"`` (from the lesion counts of all volumes) and ``"dice_positive"`` (the mean Dice over the volumes
-    whose truth has a lesion; NaN without one). The per-volume means score a volume without lesions and without
+    ``"f1_pooled"`` (from the lesion counts of all volumes), ``"f1_msseg"`` (the same under the MSSEG detection
+    rule, :func:`msseg_counts_from_labels`) and ``"dice_positive"`` (the mean Dice over the volumes whose truth
+    has a lesion; NaN without one). The per-volume means score a volume without lesions and without
     components 1, so a method that predicts nothing scores the share of negative volumes there; it scores 0 in
     these two.
     """
@@ -192,15 +249,18 @@ class LesionDetectionMetric(_PerVolumeMetric):
 
     def _row(self, prediction: np.ndarray, ground_truth: np.ndarray) -> list[float]:
         counts = lesion_counts(prediction, ground_truth)
+        strict = msseg_counts_from_labels(_labels(prediction)[0], _labels(ground_truth)[0])
         has_lesion = float(np.asarray(ground_truth).any())
-        return [*precision_recall_f1(counts), dice(prediction, ground_truth), *vars(counts).values(), has_lesion]
+        scores = [*precision_recall_f1(counts), dice(prediction, ground_truth)]
+        return [*scores, *vars(counts).values(), *vars(strict).values(), has_lesion]
 
     def aggregate(self) -> dict[str, float]:  # type: ignore[override]
         data = self._buffer()
         positive = data[:, -1] > 0
         result = {"dice": float(data[:, 3].mean())}
-        totals = data[:, 4:-1].sum(0).long().tolist()
+        totals = data[:, 4:8].sum(0).long().tolist()
         pooled = precision_recall_f1(LesionCounts(*totals))
+        result["f1_msseg"] = precision_recall_f1(LesionCounts(*data[:, 8:12].sum(0).long().tolist()))[2]
         if self.reduction == "mean":
             result.update(
                 precision=float(data[:, 0].mean()), recall=float(data[:, 1].mean()), f1=float(data[:, 2].mean())

@@ -172,7 +172,7 @@ def test_max_iou_replaces_dice_when_the_truths_are_boxes(tmp_path):
     assert "MaxIoU is the mean over the volumes with a box" in table
     dice_rows = score_methods(MethodHeatmaps(collected.heatmaps, masks, collected.images, collected.names), "f1", 8)
     dice_table = write_report(dice_rows, tmp_path / "dice")
-    assert "| F1 pooled | Dice | Dice (lesion volumes) |" in dice_table and "predicting nothing scores 0" in dice_table
+    assert "| F1 pooled | F1 MSSEG | Dice | Dice (lesion volumes) |" in dice_table and "predicting nothing scores 0" in dice_table
     with pytest.raises(ValueError, match="overlap must be one of"):
         score_methods(collected, overlap="iou")
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from monai_tonno.metrics import (
     LesionCounts,
@@ -14,6 +15,7 @@ from monai_tonno.metrics import (
     max_iou,
     precision_recall_f1,
 )
+from monai_tonno.metrics.lesion import STRUCTURE_26, msseg_counts_from_labels
 
 
 def hand_made() -> tuple[np.ndarray, np.ndarray]:
@@ -94,3 +96,41 @@ def test_predicting_nothing_scores_the_share_of_negatives_in_the_means_and_zero_
     only_negatives = LesionDetectionMetric()
     only_negatives(nothing[2:, None], truths[2:, None])
     assert np.isnan(only_negatives.aggregate()["dice_positive"])
+
+
+def _msseg(pred: np.ndarray, truth: np.ndarray, **rule) -> LesionCounts:
+    return msseg_counts_from_labels(ndimage.label(pred, STRUCTURE_26)[0], ndimage.label(truth, STRUCTURE_26)[0], **rule)
+
+
+def test_the_msseg_rule_finds_no_lesion_with_a_component_that_lies_mostly_outside():
+    pred, truth = hand_made()
+    # the spilling component covers 8 / 27 of A (over alpha) but lies 19 / 27 = 0.70 outside every lesion (over
+    # beta), and A stays 19 / 27 uncovered: neither A is detected nor the component true; the other is a false one
+    assert _msseg(pred, truth) == LesionCounts(predicted=2, true_positive=0, ground_truth=2, detected=0)
+    assert _msseg(truth, truth) == LesionCounts(predicted=2, true_positive=2, ground_truth=2, detected=2)
+    blanket = np.ones_like(truth)  # the overlap rule credits it with both lesions
+    assert lesion_counts(blanket, truth) == LesionCounts(predicted=1, true_positive=1, ground_truth=2, detected=2)
+    assert _msseg(blanket, truth) == LesionCounts(predicted=1, true_positive=0, ground_truth=2, detected=0)
+    loose = _msseg(pred, truth, beta=0.75)  # 0.70 outside is allowed: A detected, the component true
+    assert loose == LesionCounts(predicted=2, true_positive=1, ground_truth=2, detected=1)
+    assert _msseg(np.zeros_like(truth), truth) == LesionCounts(0, 0, 2, 0)
+
+
+def test_the_msseg_rule_checks_only_the_components_that_make_up_gamma_of_the_cover():
+    truth = np.zeros((20, 20, 30), dtype=bool)
+    truth[5:15, 5:15, 5:15] = True  # one lesion of 1000 voxels
+    pred = np.zeros_like(truth)
+    pred[5:15, 5:15, 5:13] = True  # 800 voxels inside it
+    pred[5:7, 5:7, 14:25] = True  # 44 voxels, 4 inside and 40 outside, not touching the first
+    assert _msseg(pred, truth).detected == 1  # the first component alone makes up over 70 % of the cover
+    assert _msseg(pred, truth, gamma=1.0).detected == 0  # checking every one, the second lies 0.91 outside
+    assert _msseg(pred, truth).true_positive == 1  # the second is a false positive under the swapped rule
+
+
+def test_lesion_metric_reports_the_msseg_f1_from_pooled_counts():
+    pred, truth = hand_made()
+    metric = LesionDetectionMetric()
+    metric(torch.as_tensor(truth)[None, None], torch.as_tensor(truth)[None, None])
+    metric(torch.as_tensor(pred)[None, None], torch.as_tensor(truth)[None, None])
+    # pooled: 4 predicted, 2 true, 4 lesions, 2 detected under the MSSEG rule
+    assert metric.aggregate()["f1_msseg"] == pytest.approx(0.5)
