@@ -8,6 +8,8 @@ does not count a component that lies mostly outside every lesion. This script ru
 ``bundles/<bundle>/evaluate.json`` once on its evaluation studies (the bundle's own items, network, inferer and
 body restriction) and scores the heatmaps with thresholds and layers fitted on the even volumes by each
 ``--fit_scores`` in turn, on the odd ones, so that each method may also choose its threshold for the stricter rule.
+The masks inference writes (``ToNNO (inference masks)``: hysteresis from the detection threshold
+calibrated at the end of training) are scored as they are, with no threshold fitted on the evaluation's masks.
 It writes one row per method and fit score: F1 (per-volume mean, overlap rule), F1 pooled, F1 MSSEG (pooled),
 Dice or MaxIoU, balanced accuracy, and the mean number of components per scored volume with their volume against
 the truth's (how much of the organ a mask covers).
@@ -26,7 +28,7 @@ import torch
 from monai.bundle import ConfigParser
 from scipy import ndimage
 
-from monai_tonno.engines.evaluation import collect_heatmaps, score_methods
+from monai_tonno.engines.evaluation import add_inference_masks, collect_heatmaps, score_methods
 from monai_tonno.metrics.lesion import STRUCTURE_26
 
 BUNDLES = Path(__file__).resolve().parents[1] / "bundles"
@@ -65,10 +67,12 @@ def main() -> None:
     collected = collect_heatmaps(get("dataset"), get("network"), get("inferer"), get("layers"),
                                  get("slicewise_axis"), True, body, get("body_threshold"))  # fmt: skip
     min_size, overlap = get("min_component_voxels"), get("overlap")
+    ckpt = get("ckpt_path")
+    fixed = add_inference_masks(collected, Path(ckpt).parent / "threshold.json", ckpt, min_size)
     overlap_column = "max_iou" if overlap == "max_iou" else "dice"
     rows = []
     for fit_score in args.fit_scores:
-        for row in score_methods(collected, fit_score, min_size, overlap):
+        for row in score_methods(collected, fit_score, min_size, overlap, fixed):
             if not row["best_layer"]:
                 continue
             maps = collected.heatmaps[row["family"], row["layer"]]

@@ -28,7 +28,7 @@ from monai_tonno.engines.studies import StudyFailures, describe_error, study_nam
 from monai_tonno.engines.threshold_fitting import fit_threshold
 from monai_tonno.inferers import SliceCAMInferer, TomographicInferer
 from monai_tonno.metrics import LesionDetectionMetric, MaxIoUMetric, VolumeDetectionMetric
-from monai_tonno.transforms import ConnectedComponents, body_mask, save_threshold
+from monai_tonno.transforms import Binarize, ConnectedComponents, body_mask, save_threshold
 from monai_tonno.visualize.methods_figure import methods_figure
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "table_columns",
     "write_figures",
     "write_report",
+    "add_inference_masks",
 ]
 
 TABLE_COLUMNS = ("precision", "recall", "f1", "f1_pooled", "f1_msseg", "dice", "dice_positive", "balanced_accuracy")
@@ -201,27 +202,56 @@ def method_families(rows: Sequence[dict]) -> list[str]:
     return [family for family in FAMILIES if family in present] + [f for f in present if f not in FAMILIES]
 
 
+CALIBRATED_TONNO = "ToNNO (inference masks)"
+
+
 def score_methods(
-    collected: MethodHeatmaps, fit_score: str = "f1", min_size: float = 8, overlap: str = "dice"
+    collected: MethodHeatmaps,
+    fit_score: str = "f1",
+    min_size: float = 8,
+    overlap: str = "dice",
+    fixed_thresholds: Mapping[str, float] | None = None,
 ) -> list[dict]:
     """Fit each method's threshold on the even volumes, score it on the odd ones, mark each family's best layer.
 
-    ``overlap="max_iou"`` when the truths are boxes (Duke): MaxIoU replaces Dice among the scores.
+    ``overlap="max_iou"`` when the truths are boxes (Duke): MaxIoU replaces Dice among the scores. A family in
+    ``fixed_thresholds`` is not fitted: its heatmaps are cut at that value (masks already made, e.g. the masks
+    inference writes, at 0.5), and its fitting score is NaN.
     """
     table_columns(overlap)
     masks = collected.masks
     fit, held = slice(0, None, 2), slice(1, None, 2)
     rows = []
     for (family, layer), maps in collected.heatmaps.items():
-        threshold, fitted = fit_threshold(maps[fit], masks[fit], score=fit_score, min_size=min_size)
+        if family in (fixed_thresholds or {}):
+            threshold, fitted = float(fixed_thresholds[family]), float("nan")
+        else:
+            threshold, fitted = fit_threshold(maps[fit], masks[fit], score=fit_score, min_size=min_size)
         rows.append({"family": family, "layer": layer, "threshold": threshold, f"fit_{fit_score}": fitted,
                      **_scores(maps[held], masks[held], threshold, min_size, overlap)})  # fmt: skip
     for family in method_families(rows):
         candidates = [row for row in rows if row["family"] == family]
-        best = max(candidates, key=lambda row: row[f"fit_{fit_score}"])
+        best = max(candidates, key=lambda row: np.nan_to_num(row[f"fit_{fit_score}"], nan=-np.inf))
         for row in candidates:
             row["best_layer"] = row is best
     return rows
+
+
+def add_inference_masks(
+    collected: MethodHeatmaps, threshold_file: str | Path | None, model_file: str | Path | None, min_size: float = 8
+) -> dict[str, float]:
+    """Add the masks inference makes from ToNNO's heatmaps (hysteresis from the calibrated detection threshold)
+    as the family ``ToNNO (inference masks)``; returns its fixed threshold for :func:`score_methods` (none when
+    ``threshold_file`` does not exist: training did not calibrate)."""
+    if threshold_file is None or not Path(threshold_file).is_file():
+        if threshold_file is not None:
+            logger.info("no calibrated threshold at %s: the masks inference writes are not scored", threshold_file)
+        return {}
+    binarize = Binarize("hysteresis", threshold_file=str(threshold_file), seed_min_size=min_size,
+                        model_file=None if model_file is None else str(model_file))  # fmt: skip
+    tonno = collected.heatmaps["ToNNO", ""]
+    collected.heatmaps[CALIBRATED_TONNO, ""] = [np.asarray(binarize(torch.as_tensor(h)[None]))[0] for h in tonno]
+    return {CALIBRATED_TONNO: 0.5}
 
 
 def evaluate_methods(
@@ -240,6 +270,8 @@ def evaluate_methods(
     raise_on_failure: bool = True,
     model_note: str | None = None,
     extra_methods: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+    threshold_file: str | Path | None = None,
+    model_file: str | Path | None = None,
 ) -> list[dict]:
     """Run every method on ``items`` and score it on the evaluation half with thresholds fitted on the other.
 
@@ -272,6 +304,11 @@ def evaluate_methods(
         extra_methods: more methods, by name: each maps a ``(1, C, X, Y, Z)`` volume to its ``(1, 1, X, Y, Z)``
             heatmap on the same grid (e.g. :func:`~monai_tonno.engines.student_methods`). Their thresholds are
             fitted like the others'.
+        threshold_file: the detection threshold calibrated at the end of training (``threshold.json`` beside the
+            model). When it exists, a row ``ToNNO (inference masks)`` scores the masks inference makes from
+            ToNNO's heatmaps (the volume-label hysteresis, :class:`~monai_tonno.transforms.Binarize`), with no
+            threshold fitted on the evaluation's masks.
+        model_file: the model ``threshold_file`` must have been calibrated for.
 
     Returns:
         one row per method and layer: family, layer, the threshold, the fitting score, the table's columns and
@@ -281,7 +318,8 @@ def evaluate_methods(
     collected = collect_heatmaps(
         items, network, tomographic, layers, axis, progress, body_channel, body_threshold, extra_methods
     )
-    rows = score_methods(collected, fit_score, min_size, overlap)
+    fixed = add_inference_masks(collected, threshold_file, model_file, min_size)
+    rows = score_methods(collected, fit_score, min_size, overlap, fixed)
     if output_dir is not None:
         write_report(rows, output_dir, fit_score, overlap, model_note)
         write_figures(collected, rows, Path(output_dir) / "figures", min_size)

@@ -172,7 +172,10 @@ def test_max_iou_replaces_dice_when_the_truths_are_boxes(tmp_path):
     assert "MaxIoU is the mean over the volumes with a box" in table
     dice_rows = score_methods(MethodHeatmaps(collected.heatmaps, masks, collected.images, collected.names), "f1", 8)
     dice_table = write_report(dice_rows, tmp_path / "dice")
-    assert "| F1 pooled | F1 MSSEG | Dice | Dice (lesion volumes) |" in dice_table and "predicting nothing scores 0" in dice_table
+    assert (
+        "| F1 pooled | F1 MSSEG | Dice | Dice (lesion volumes) |" in dice_table
+        and "predicting nothing scores 0" in dice_table
+    )
     with pytest.raises(ValueError, match="overlap must be one of"):
         score_methods(collected, overlap="iou")
 
@@ -228,3 +231,30 @@ def test_a_calibration_no_better_than_chance_writes_no_threshold(tmp_path, caplo
     assert peaks_accuracy is None and not (tmp_path / "t.json").exists()
     assert "balanced accuracy of 0.62, which chance reaches with probability 0.62" in caplog.text
     # the old rule (balanced accuracy above 0.5) would have written a threshold at 0.62
+
+
+def test_the_masks_inference_writes_are_scored_without_a_threshold_fitted_on_the_evaluation(tmp_path):
+    from monai_tonno.engines import MethodHeatmaps, score_methods
+    from monai_tonno.engines.evaluation import CALIBRATED_TONNO, add_inference_masks
+    from monai_tonno.transforms import save_threshold
+
+    truth = np.zeros((16, 16, 16), np.float32)
+    truth[2:7, 2:7, 2:7] = 1
+    heatmap = np.full_like(truth, 0.1)  # Otsu's threshold falls between the background and the blobs
+    heatmap[2:7, 2:7, 2:7] = 1.0
+    heatmap[3:5, 3:5, 3:5] = 3.0  # the lesion's component reaches the detection threshold on 8 voxels
+    heatmap[10:14, 10:14, 10:14] = 1.0  # a blob as bright as the lesion, without a peak over it
+    maps, masks = [heatmap] * 4, [truth] * 4
+    collected = MethodHeatmaps({("ToNNO", ""): list(maps)}, masks, [m[None] for m in maps], list("abcd"))
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"a model")
+    assert add_inference_masks(collected, tmp_path / "threshold.json", model) == {}  # not calibrated: no row
+    save_threshold(tmp_path / "threshold.json", 2.5, "balanced_accuracy", 1.0, model_file=model)
+    fixed = add_inference_masks(collected, tmp_path / "threshold.json", model)
+    assert fixed == {CALIBRATED_TONNO: 0.5}
+    np.testing.assert_array_equal(collected.heatmaps[CALIBRATED_TONNO, ""][0], truth)
+    rows = {row["family"]: row for row in score_methods(collected, "f1", 8, "dice", fixed)}
+    assert rows[CALIBRATED_TONNO]["threshold"] == 0.5 and np.isnan(rows[CALIBRATED_TONNO]["fit_f1"])
+    assert rows[CALIBRATED_TONNO]["f1"] == 1.0 and rows[CALIBRATED_TONNO]["dice"] == 1.0
+    # the threshold fitted for F1 keeps the peak alone (it must cut the blob off): 8 of the lesion's 125 voxels
+    assert rows["ToNNO"]["f1"] == 1.0 and rows["ToNNO"]["dice"] == pytest.approx(2 * 8 / (8 + 125))
