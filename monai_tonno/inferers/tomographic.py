@@ -198,7 +198,9 @@ class TomographicInferer(Inferer):
 def _check_mode(mode: str, cam_method: str | CAMCallable | None, cam_layer: str | None, named: bool = False) -> None:
     if mode not in TOMOGRAPHIC_MODES:
         raise ValueError(f"mode must be one of {TOMOGRAPHIC_MODES}, got {mode!r}.")
-    if (isinstance(cam_method, str) or (named and mode != "tonno")) and cam_method not in CAM_METHODS:
+    if named and mode != "tonno" and cam_method not in CAM_METHODS:
+        raise ValueError(f"{mode} needs a CAM method named from {CAM_METHODS}, got {cam_method!r}.")
+    if isinstance(cam_method, str) and cam_method not in CAM_METHODS:
         raise ValueError(f"cam_method must be one of {CAM_METHODS} or a callable, got {cam_method!r}.")
     if mode != "tonno" and not cam_layer:
         raise ValueError(f"{mode} needs a layer for its CAMs (cam_layer), got {cam_layer!r}.")
